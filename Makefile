@@ -1,0 +1,70 @@
+# mcuquant: the README's commands.
+#   make setup   install everything the project needs (safe to re-run; quick when done)
+#   make test    run the test suite (fast tests by default; PYTEST_ARGS="-m slow" etc.)
+#   make demo    run the offline demo on sklearn's digits data set
+#   make clean   remove caches and demo output (keeps .venv; `make distclean` removes it)
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := test
+
+PYTHON      ?= python3
+VENV        := .venv
+VPY         := $(VENV)/bin/python
+# Touched after a successful `pip install -e '.[test]'`; pip re-runs when pyproject.toml is newer.
+STAMP       := $(VENV)/.mcuquant-installed
+PYTEST_ARGS ?=
+
+# Debian packages: the Cortex-M cross compiler with its C/C++ libraries, and the emulator.
+APT_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib \
+                qemu-system-arm
+
+.PHONY: setup system-deps pio-bootstrap test demo clean distclean
+
+# setup: venv + Python package, system toolchain and emulator, PlatformIO's offline bootstrap.
+setup: $(STAMP) system-deps pio-bootstrap
+
+# The virtual environment itself (only when missing).
+$(VPY):
+	$(PYTHON) -m venv $(VENV)
+
+# The project and its test extras, editable; re-run only when pyproject.toml changed.
+$(STAMP): pyproject.toml | $(VPY)
+	$(VPY) -m pip install --disable-pip-version-check --progress-bar off -e '.[test]'
+	touch $@
+
+# apt packages, installed only when arm-none-eabi-gcc or qemu-system-arm is missing.
+# Uses sudo only when not root (sudo -n without a terminal, so CI never waits for a password).
+system-deps:
+	@if command -v arm-none-eabi-gcc >/dev/null 2>&1 && command -v qemu-system-arm >/dev/null 2>&1; then \
+	    echo "setup: arm-none-eabi-gcc and qemu-system-arm present"; \
+	else \
+	    if [ "$$(id -u)" = 0 ]; then sudo=; elif [ -t 0 ]; then sudo=sudo; else sudo="sudo -n"; fi; \
+	    echo "setup: installing $(APT_PACKAGES)"; \
+	    $$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+	    $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+	        $(APT_PACKAGES); \
+	fi
+
+# PlatformIO's core package tool-scons, built from PyPI when missing (its registry is unreachable).
+pio-bootstrap: $(STAMP)
+	$(VPY) -m mcuquant.build.pio_bootstrap
+
+# test: the pytest suite; pytest's exit code 5 (no test collected) is a failure, said plainly.
+test: setup
+	@rc=0; $(VPY) -m pytest -q $(PYTEST_ARGS) || rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: error: pytest collected no tests (exit 5)" >&2; fi; \
+	exit $$rc
+
+# demo: compare float, PTQ and QAT models on the built-in digits data set, offline.
+demo: setup
+	$(VENV)/bin/mcuquant compare --data builtin:digits --model zoo:cnn \
+	    --out mcuquant-out/demo --json mcuquant-out/demo/report.json
+
+# clean: caches and demo output; the venv stays (its stamp goes, so setup re-runs pip).
+clean:
+	rm -rf $(STAMP) .pytest_cache .hypothesis mcuquant-out *.egg-info
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +
+
+# distclean: everything setup made inside the checkout, the venv included.
+distclean: clean
+	rm -rf $(VENV)

@@ -1,0 +1,3 @@
+from mcuquant.cli import main
+
+raise SystemExit(main())

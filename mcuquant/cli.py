@@ -1,0 +1,101 @@
+"""The `mcuquant` command: a thin layer over the Python API (each command is one API call).
+
+Known errors (McuquantError) print as one line with the fix and exit 2; anything else is a bug
+and prints its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from mcuquant import __version__
+from mcuquant.errors import McuquantError
+
+# CLI flag -> config key; every key of mcuquant.toml that a user commonly changes has a flag.
+CONFIG_FLAGS = {
+    "--model": ("model.source", "zoo:mlp|zoo:cnn|zoo:dscnn|zoo:resnet8 or a .keras/.h5/SavedModel path"),
+    "--width": ("model.width", "zoo models: channel multiplier"),
+    "--data": ("data.source", "builtin:digits, a .npz (x, y), a .csv or a folder of class folders"),
+    "--split": ("data.split", "train,val,test fractions, e.g. 0.6,0.2,0.2"),
+    "--seed": ("data.seed", "seed of the data split and representative set"),
+    "--normalize": ("data.normalize", "minmax | standard | none (computed on the train split)"),
+    "--task": ("data.task", "auto | classification | regression"),
+    "--epochs": ("training.epochs", "float training epochs (default 30 for zoo models, 0 for your own)"),
+    "--qat-epochs": ("training.qat_epochs", "quantization-aware fine-tuning epochs"),
+    "--batch-size": ("training.batch_size", "training batch size"),
+    "--train-seed": ("training.seed", "seed of weight init and shuffling"),
+    "--rep-samples": ("quantization.representative_samples", "PTQ calibration samples from the train split"),
+    "--per-channel": ("quantization.per_channel", "true|false: per-channel weight scales"),
+    "--int16x8": ("quantization.int16x8", "true|false: also evaluate a PTQ int16x8 model"),
+    "--board": ("target.board", "target board profile"),
+}
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="FILE", help="project file (default: ./mcuquant.toml if present)")
+    group = parser.add_argument_group("overrides of mcuquant.toml keys")
+    for flag, (key, help_text) in CONFIG_FLAGS.items():
+        group.add_argument(flag, dest=key, metavar=key.split(".")[1].upper(), help=f"{help_text} [{key}]")
+
+
+def _config_from_args(args: argparse.Namespace):
+    from mcuquant.config import load_config
+
+    overrides = {key: getattr(args, key) for key, _ in CONFIG_FLAGS.values()}
+    names = {key: flag for flag, (key, _) in CONFIG_FLAGS.items()}
+    return load_config(args.config, overrides, flag_names=names)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from mcuquant.ladder import run_compare, write_json
+    from mcuquant.report import print_report
+
+    cfg = _config_from_args(args)
+    report = run_compare(cfg, args.out, progress=not args.quiet)
+    if args.json:
+        write_json(report, args.json)
+    print_report(report)
+    print(f"report: {Path(args.json) if args.json else Path(args.out) / 'report.json'}  artifacts: {args.out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mcuquant",
+        description="Train, quantize (QAT/PTQ) and measure int8 models for microcontrollers: "
+                    "every step from the float Keras model to the device, on the same samples.")
+    parser.add_argument("--version", action="version", version=f"mcuquant {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    compare = sub.add_parser(
+        "compare", help="the accuracy ladder on the host: float, QAT, PTQ, LiteRT, TFLM",
+        description="Train (or load) a model, fine-tune it with QAT, convert it with PTQ and QAT to int8, "
+                    "and evaluate every rung (keras-float, keras-qat, {ptq,qat}/{litert,litert-ref,tflm-host}) "
+                    "on the same test split: error rates with Wilson 95%% intervals, McNemar exact tests "
+                    "between rungs, byte-identical output rates between interpreters.",
+        epilog="example: mcuquant compare --data builtin:digits --model zoo:cnn --json out.json")
+    _add_config_flags(compare)
+    compare.add_argument("--out", default="mcuquant-out/compare", metavar="DIR",
+                         help="work directory for models, .tflite files and report.json (default: %(default)s)")
+    compare.add_argument("--json", metavar="FILE", help="also write the report to FILE")
+    compare.add_argument("--quiet", action="store_true", help="no progress bars")
+    compare.set_defaults(func=cmd_compare)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args)
+    except McuquantError as exc:
+        print(f"mcuquant: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mcuquant: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,181 @@
+"""The accuracy ladder: every step from the float Keras model to the int8 interpreters, same samples.
+
+    keras-float -> keras-qat -> {ptq,qat}/litert -> {ptq,qat}/litert-ref -> {ptq,qat}/tflm-host
+
+`run_compare` goes from a Config to a report (a plain dict, written as report.json), leaving every
+artifact in the work directory so each step can be inspected or re-run alone.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mcuquant import __version__, stats
+from mcuquant.config import Config
+from mcuquant.data import Dataset, load_dataset
+from mcuquant.errors import ModelError
+from mcuquant.interpreters import RUNTIMES, Runner, agreement, dequantize, quantize
+from mcuquant.progress import console
+
+VARIANTS = ("ptq", "qat")  # int8 conversions always on the ladder; ptq16x8 joins when configured
+FLOAT_EPOCHS_FOR_ZOO = 30
+
+
+@dataclass
+class Rung:
+    id: str
+    predictions: np.ndarray  # class indices (classification) or float values (regression)
+    raw: np.ndarray | None = None  # integer outputs of an int8 rung, for byte-level comparisons
+
+
+def comparison_pairs(ids: list[str]) -> list[tuple[str, str, str]]:
+    """(a, b, why) for each pair the report tests: neighbours on the ladder, float vs every int8 rung,
+    and PTQ vs QAT on the device oracle."""
+    pairs: dict[tuple[str, str], list[str]] = {}
+    for a, b in zip(ids, ids[1:]):
+        pairs.setdefault((a, b), []).append("adjacent")
+    for b in ids:
+        if "/" in b:
+            pairs.setdefault(("keras-float", b), []).append("float vs int8")
+    pairs.setdefault(("keras-qat", "qat/litert"), []).append("qat conversion")
+    if "ptq/tflm-host" in ids and "qat/tflm-host" in ids:
+        pairs.setdefault(("ptq/tflm-host", "qat/tflm-host"), []).append("ptq vs qat")
+    return [(a, b, ", ".join(why)) for (a, b), why in pairs.items()]
+
+
+def _build_model(cfg: Config, data: Dataset):
+    from mcuquant.models import build_zoo_model, check_model_fits_data, load_user_model
+
+    source = cfg.model.source
+    if source.startswith("zoo:"):
+        outputs = 1 if data.y_train.ndim == 1 else int(data.y_train.shape[1])
+        model = build_zoo_model(source[4:], data.input_shape, data.num_classes, outputs=outputs, width=cfg.model.width)
+        epochs = FLOAT_EPOCHS_FOR_ZOO if cfg.training.epochs is None else cfg.training.epochs
+        if epochs == 0:
+            raise ModelError("a zoo model with training.epochs = 0 would be evaluated untrained; give epochs >= 1")
+    else:
+        model = load_user_model(source)
+        epochs = 0 if cfg.training.epochs is None else cfg.training.epochs
+    check_model_fits_data(model, data.input_shape, data.num_classes)
+    return model, epochs
+
+
+def _keras_predictions(model, data: Dataset) -> np.ndarray:
+    out = model.predict(data.x_test, batch_size=256, verbose=0)
+    return np.argmax(out, axis=-1) if data.task == "classification" else out.reshape(data.y_test.shape)
+
+
+def _score_rungs(rungs: list[Rung], data: Dataset) -> tuple[list[dict], list[dict]]:
+    by_id = {r.id: r for r in rungs}
+    y = data.y_test
+    results, comparisons = [], []
+    if data.task == "classification":
+        correct = {r.id: r.predictions == y for r in rungs}
+        for r in rungs:
+            results.append({"id": r.id, **stats.classification_rung(correct[r.id])})
+        for a, b, why in comparison_pairs([r.id for r in rungs]):
+            comparisons.append({**stats.compare_classification(a, b, correct[a], correct[b]), "kind": why})
+    else:
+        abs_err = {r.id: stats.absolute_errors(y, r.predictions) for r in rungs}
+        for r in rungs:
+            results.append({"id": r.id, **stats.regression_rung(y, r.predictions)})
+        for a, b, why in comparison_pairs([r.id for r in rungs]):
+            comparisons.append({**stats.compare_regression(a, b, abs_err[a], abs_err[b]), "kind": why})
+    # Byte-level agreement belongs next to the statistics of the same pair.
+    for c in comparisons:
+        ra, rb = by_id[c["a"]], by_id[c["b"]]
+        if ra.raw is not None and rb.raw is not None and c["a"].split("/")[0] == c["b"].split("/")[0]:
+            same = (ra.raw.reshape(len(y), -1) == rb.raw.reshape(len(y), -1)).all(axis=1)
+            c["bit_exact_rate"] = float(same.mean())
+            c["max_lsb_difference"] = int(np.abs(ra.raw.astype(np.int64) - rb.raw.astype(np.int64)).max())
+    return results, comparisons
+
+
+def run_compare(cfg: Config, out_dir: str | Path, *, progress: bool = True) -> dict:
+    """Train (or load), QAT, convert, run every host rung on the test split; return the report."""
+    from mcuquant.quantize import convert_ptq, convert_ptq16x8, convert_qat, representative_samples
+    from mcuquant.train import quantization_aware, train_float
+
+    started = time.time()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    d = cfg.data
+    data = load_dataset(d.source, split=d.split, seed=d.seed, normalize=d.normalize, task=d.task,
+                        label_column=d.label_column, image_size=d.image_size)
+    data.save(out / "dataset.npz")
+    console.print(f"data: {data.name}: {len(data.x_train)} train / {len(data.x_val)} val / {len(data.x_test)} test, "
+                  f"samples {data.input_shape}, task {data.task}")
+
+    model, epochs = _build_model(cfg, data)
+    history = train_float(model, data, cfg.training, epochs, progress=progress)
+    model.save(out / "float.keras")
+    qat_model, qat_history = quantization_aware(model, data, cfg.training, progress=progress)
+
+    representative = representative_samples(data.x_train, cfg.quantization.representative_samples, cfg.data.seed)
+    console.print("converting to TFLite: PTQ int8, QAT int8" + (", PTQ int16x8" if cfg.quantization.int16x8 else ""))
+    conversions = [convert_ptq(model, representative, per_channel=cfg.quantization.per_channel),
+                   convert_qat(qat_model, representative)]
+    if cfg.quantization.int16x8:
+        conversions.append(convert_ptq16x8(model, representative))
+    for conv in conversions:
+        (out / f"{conv.variant}.tflite").write_bytes(conv.tflite)
+
+    rungs = [Rung("keras-float", _keras_predictions(model, data)), Rung("keras-qat", _keras_predictions(qat_model, data))]
+    agreements = []
+    for conv in conversions:
+        runners = {kind: Runner(kind, conv.tflite) for kind in RUNTIMES}
+        xq = quantize(data.x_test, runners["tflm-host"].input)
+        np.save(out / f"{conv.variant}_test_inputs.npy", xq)  # exactly what a device will be sent
+        raw = {kind: r.run(xq, label=f"{conv.variant}/{kind}", progress=progress) for kind, r in runners.items()}
+        for kind in RUNTIMES:
+            if data.task == "classification":
+                predictions = np.argmax(raw[kind].reshape(len(xq), -1), axis=1)
+            else:
+                predictions = dequantize(raw[kind], runners[kind].output).reshape(data.y_test.shape)
+            rungs.append(Rung(f"{conv.variant}/{kind}", predictions, raw[kind]))
+        for a, b in (("litert", "tflm-host"), ("litert-ref", "tflm-host"), ("litert", "litert-ref")):
+            agreements.append({"variant": conv.variant,
+                               **agreement(conv.tflite, xq, a, raw[a], b, raw[b],
+                                           classification=data.task == "classification")})
+
+    results, comparisons = _score_rungs(rungs, data)
+    report = {
+        "mcuquant_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "seconds": round(time.time() - started, 1),
+        "config": cfg.to_dict(),
+        "dataset": {**data.summary(), "n_test": int(len(data.x_test))},
+        "task": data.task,
+        "model": {"source": cfg.model.source, "name": model.name, "parameters": int(model.count_params()),
+                  "float_training": history, "qat_training": qat_history},
+        "conversions": {c.variant: c.summary() for c in conversions},
+        "rungs": results,
+        "comparisons": comparisons,
+        "agreement": agreements,
+        "artifacts": {"dir": str(out), "dataset": "dataset.npz", "float_model": "float.keras",
+                      **{f"{c.variant}_tflite": f"{c.variant}.tflite" for c in conversions}},
+    }
+    write_json(report, out / "report.json")
+    return report
+
+
+def write_json(report: dict, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2, default=_json_default) + "\n")
+    return path
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, tuple):
+        return list(value)
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")

@@ -1,0 +1,58 @@
+"""The one place that imports TensorFlow, tf-keras and tfmot.
+
+tfmot 0.8 works only with tf-keras ("legacy" Keras 2), which TensorFlow selects when
+TF_USE_LEGACY_KERAS=1 is set before its first import. Modules call these functions instead of
+importing TensorFlow at the top, so `mcuquant --help` and `mcuquant boards` stay instant.
+"""
+
+import contextlib
+import os
+import sys
+import tempfile
+
+
+def _prepare_environment() -> None:
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keep the terminal for mcuquant's own output
+
+
+@contextlib.contextmanager
+def native_stderr_captured():
+    """Hold back what C++ code writes to file descriptor 2 (TF's import banner, the converter's
+    "fully_quantize" line); replay it if the block fails, since then it may explain why."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            sink.seek(0)
+            sys.stderr.write(sink.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def tensorflow():
+    _prepare_environment()
+    if "tensorflow" not in sys.modules:
+        with native_stderr_captured():
+            import tensorflow  # noqa: F401
+    return sys.modules["tensorflow"]
+
+
+def keras():
+    tensorflow()
+    import tf_keras
+
+    return tf_keras
+
+
+def tfmot():
+    tensorflow()
+    import tensorflow_model_optimization as tfmot
+
+    return tfmot
