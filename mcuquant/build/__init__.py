@@ -1,0 +1,1 @@
+"""Firmware build stage: PlatformIO projects, toolchains."""
