@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         "compare", help="the accuracy ladder on the host: float, QAT, PTQ, LiteRT, TFLM",
         description="Train (or load) a model, fine-tune it with QAT, convert it with PTQ and QAT to int8, "
                     "and evaluate every rung (keras-float, keras-qat, {ptq,qat}/{litert,litert-ref,tflm-host}) "
-                    "on the same test split: error rates with Wilson 95%% intervals, McNemar exact tests "
+                    "on the same test split: error rates with Wilson 95% intervals, McNemar exact tests "
                     "between rungs, byte-identical output rates between interpreters.",
         epilog="example: mcuquant compare --data builtin:digits --model zoo:cnn --json out.json")
     _add_config_flags(compare)

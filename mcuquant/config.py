@@ -105,12 +105,14 @@ CHECKS: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
         "three fractions [train, validation, test] that sum to 1, with train and test > 0",
     ),
     "data.image_size": (lambda v: v is None or (len(v) == 2 and min(v) > 0), "[height, width] in pixels"),
+    "data.seed": (lambda v: 0 <= v < 2**32, "an integer in [0, 2**32)"),
     "training.epochs": (lambda v: v is None or v >= 0, "an integer >= 0"),
     "training.qat_epochs": (lambda v: v >= 1, "an integer >= 1 (QAT learns its activation ranges while training)"),
     "training.batch_size": (lambda v: v >= 1, "an integer >= 1"),
-    "training.learning_rate": (lambda v: v > 0, "a number > 0"),
-    "training.qat_learning_rate": (lambda v: v > 0, "a number > 0"),
+    "training.learning_rate": (lambda v: 0 < v < float("inf"), "a finite number > 0"),
+    "training.qat_learning_rate": (lambda v: 0 < v < float("inf"), "a finite number > 0"),
     "training.patience": (lambda v: v >= 1, "an integer >= 1"),
+    "training.seed": (lambda v: 0 <= v < 2**32, "an integer in [0, 2**32)"),
     "quantization.representative_samples": (lambda v: v >= 1, "an integer >= 1"),
 }
 
@@ -166,6 +168,8 @@ def _coerce(key: str, value: Any, hint: Any, origin: str) -> Any:
 
 
 def _type_word(hint: Any) -> str:
+    if typing.get_origin(hint) is tuple:
+        return f"a list of {len(typing.get_args(hint))} values, each {_type_word(typing.get_args(hint)[0])}"
     return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(hint, str(hint))
 
 
@@ -200,8 +204,11 @@ def build_config(file_values: dict[str, Any] | None = None, overrides: dict[str,
         if value is None:
             continue
         section, _, key = dotted.partition(".")
-        if isinstance(value, str):
-            value = _parse_value(dotted, value)
+        if section not in sections:
+            raise ConfigError(f"unknown override '{dotted}'.{_suggest(section, sections)} "
+                              f"Allowed sections: {', '.join(sections)}")
+        if isinstance(value, str) and typing.get_type_hints(sections[section]).get(key) is not str:
+            value = _parse_value(dotted, value)  # text for a str key (a path, a board) stays as given
         merged[section][key] = (value, (flag_names or {}).get(dotted, f"override {dotted}"))
 
     built = {}
@@ -239,6 +246,8 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         text = path.read_text()
     except FileNotFoundError:
         raise ConfigError(f"config file {path} not found; create it or drop --config to use the defaults") from None
+    except (OSError, UnicodeDecodeError) as exc:  # a folder, no permission, not UTF-8 text
+        raise ConfigError(f"cannot read config file {path}: {exc}; give a UTF-8 TOML file") from None
     try:
         values = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -53,10 +53,13 @@ class Runner:
             resolver = OpResolverType.BUILTIN_REF if kind == "litert-ref" else OpResolverType.AUTO
             # Note: preserving all tensors makes LiteRT drop the XNNPACK delegate, so a traced
             # `litert` run uses LiteRT's builtin optimized kernels instead.
-            with native_stderr_captured():  # "INFO: Created TensorFlow Lite XNNPACK delegate"
+            # Hold back "INFO: Created TensorFlow Lite XNNPACK delegate" and the warning that
+            # preserving tensors is meant for debugging (it is what we do with it).
+            with native_stderr_captured(), warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
                 self._litert = Interpreter(model_content=bytes(model), experimental_op_resolver_type=resolver,
                                            experimental_preserve_all_tensors=preserve_all)
-            self._litert.allocate_tensors()
+                self._litert.allocate_tensors()
 
     def invoke(self, x: np.ndarray) -> np.ndarray:
         """Run one quantized sample (without batch axis); return the raw output (without batch axis)."""
@@ -104,10 +107,8 @@ def first_divergence(model: bytes, kind_a: str, kind_b: str, x: np.ndarray) -> d
     Returns None when the traced runs agree on every operator output (e.g. a difference that only
     XNNPACK produces, since tracing LiteRT disables it).
     """
-    with warnings.catch_warnings():  # LiteRT warns that preserving tensors is for debugging: it is
-        warnings.simplefilter("ignore", UserWarning)
-        a = Runner(kind_a, model, preserve_all=True)
-        b = Runner(kind_b, model, preserve_all=True)
+    a = Runner(kind_a, model, preserve_all=True)
+    b = Runner(kind_b, model, preserve_all=True)
     a.invoke(x)
     b.invoke(x)
     for op in a.graph.operators:

@@ -99,7 +99,7 @@ def _score_rungs(rungs: list[Rung], data: Dataset) -> tuple[list[dict], list[dic
 def run_compare(cfg: Config, out_dir: str | Path, *, progress: bool = True) -> dict:
     """Train (or load), QAT, convert, run every host rung on the test split; return the report."""
     from mcuquant.quantize import convert_ptq, convert_ptq16x8, convert_qat, representative_samples
-    from mcuquant.train import quantization_aware, train_float
+    from mcuquant.train import quantization_aware, set_seeds, train_float
 
     started = time.time()
     out = Path(out_dir)
@@ -111,6 +111,7 @@ def run_compare(cfg: Config, out_dir: str | Path, *, progress: bool = True) -> d
     console.print(f"data: {data.name}: {len(data.x_train)} train / {len(data.x_val)} val / {len(data.x_test)} test, "
                   f"samples {data.input_shape}, task {data.task}")
 
+    set_seeds(cfg.training.seed)  # before building: the initial weights come from it
     model, epochs = _build_model(cfg, data)
     history = train_float(model, data, cfg.training, epochs, progress=progress)
     model.save(out / "float.keras")

@@ -36,7 +36,7 @@ def ladder_table(report: dict) -> Table:
 
 
 def agreement_table(report: dict) -> Table:
-    table = Table(title="int8 interpreters: byte-identical outputs (same model, same int8 inputs)")
+    table = Table(title="integer interpreters: byte-identical outputs (same model, same quantized inputs)")
     for col in ("model", "a vs b", "byte-identical", "max |diff| (LSB)", "class flips", "first diverging op"):
         table.add_column(col)
     for a in report["agreement"]:
@@ -53,7 +53,7 @@ def print_report(report: dict, console: Console | None = None) -> None:
     if float_vs:
         console.print("[bold]keras-float vs each int8 rung[/bold]")
         for c in float_vs:
-            console.print(f"  {c['b']:<16} {c['verdict']}")
+            console.print(f"  {c['b']:<20} {c['verdict']}")
     console.print(agreement_table(report))
     qat = report.get("conversions", {}).get("qat", {}).get("representative_set", {})
     if qat.get("required"):

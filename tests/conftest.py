@@ -1,0 +1,46 @@
+"""Shared fixtures: the real reference models in ../shared/models, a small trained digits model."""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SHARED_MODELS = Path(os.environ.get("MCUQUANT_SHARED_MODELS", Path(__file__).resolve().parents[2] / "shared" / "models"))
+
+
+@pytest.fixture(scope="session")
+def shared_models() -> Path:
+    """MLPerf Tiny reference models; CI must have them, elsewhere a missing folder skips."""
+    if not (SHARED_MODELS / "kws_ref_model.tflite").exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"reference models missing at {SHARED_MODELS} (set MCUQUANT_SHARED_MODELS)")
+        pytest.skip(f"reference models not found at {SHARED_MODELS}; set MCUQUANT_SHARED_MODELS")
+    return SHARED_MODELS
+
+
+@pytest.fixture(scope="session")
+def digits():
+    from mcuquant.data import load_dataset
+
+    return load_dataset("builtin:digits")
+
+
+@pytest.fixture(scope="session")
+def trained_digits_cnn(digits):
+    """A zoo CNN trained briefly on digits, its QAT version, and a representative set."""
+    from mcuquant.config import TrainingConfig
+    from mcuquant.models import build_zoo_model
+    from mcuquant.quantize import representative_samples
+    from mcuquant.train import quantization_aware, set_seeds, train_float
+
+    cfg = TrainingConfig(qat_epochs=1)
+    set_seeds(0)
+    model = build_zoo_model("cnn", digits.input_shape, digits.num_classes)
+    train_float(model, digits, cfg, epochs=3, progress=False)
+    qat_model, _ = quantization_aware(model, digits, cfg, progress=False)
+    return model, qat_model, representative_samples(digits.x_train, 100, seed=0)
+
+
+def random_int8_inputs(shape, n, seed=0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(-128, 128, size=(n, *shape), dtype=np.int8)
