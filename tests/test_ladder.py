@@ -94,3 +94,26 @@ def test_user_model_with_generated_data_goes_through_the_pipeline(shared_models,
         assert conv["input"]["dtype"] == "int8" and conv["input"]["shape"] == [1, 32, 32, 3]
         assert conv["output"]["shape"] == [1, 10]
     assert all(r["n"] == 40 for r in report["rungs"])
+
+
+def test_regression_models_get_mae_and_rmse_on_every_rung(tmp_path):
+    from mcuquant.config import build_config
+    from mcuquant.ladder import run_compare
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(500, 6)).astype(np.float32)
+    y = (x @ rng.normal(size=6) + 0.1 * rng.normal(size=500)).astype(np.float32)
+    np.savez(tmp_path / "linear.npz", x=x, y=y)
+    cfg = build_config(overrides={"data.source": str(tmp_path / "linear.npz"), "model.source": "zoo:mlp",
+                                  "training.epochs": 20, "training.qat_epochs": 1})
+    report = run_compare(cfg, tmp_path / "work", progress=False)
+    assert report["task"] == "regression"
+    assert [r["id"] for r in report["rungs"]] == RUNG_IDS
+    y_test = Dataset.load(tmp_path / "work" / "dataset.npz").y_test
+    assert len(y_test) == report["dataset"]["n_test"] == 100
+    for rung in report["rungs"]:
+        assert 0 <= rung["mae"] <= rung["rmse"]
+        assert rung["mae_ci95"][0] <= rung["mae"] <= rung["mae_ci95"][1]
+        assert rung["mae"] < np.std(y_test)  # the model learned something: better than predicting the mean
+    for c in report["comparisons"]:
+        assert 0 <= c["p"] <= 1 and c["verdict"]
