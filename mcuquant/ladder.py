@@ -20,6 +20,7 @@ from mcuquant.config import Config
 from mcuquant.data import Dataset, load_dataset
 from mcuquant.errors import ModelError
 from mcuquant.interpreters import RUNTIMES, Runner, agreement, dequantize, quantize
+from mcuquant.models import check_model_source
 from mcuquant.progress import console
 
 VARIANTS = ("ptq", "qat")  # int8 conversions always on the ladder; ptq16x8 joins when configured
@@ -102,6 +103,7 @@ def run_compare(cfg: Config, out_dir: str | Path, *, progress: bool = True) -> d
     from mcuquant.train import quantization_aware, set_seeds, train_float
 
     started = time.time()
+    check_model_source(cfg.model.source)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     d = cfg.data

@@ -97,14 +97,23 @@ def _resnet8(x, input_shape, width, L):
     return L.Flatten()(x)
 
 
-def load_user_model(path: str | Path):
-    """Load a Keras model from .keras, .h5 or a SavedModel folder (with tf-keras, without compiling)."""
-    path = Path(path)
+def check_model_source(source: str) -> None:
+    """Cheap early check of `model.source`, before any data is loaded or TensorFlow imported."""
+    if source.startswith("zoo:"):
+        if source[4:] not in ZOO:
+            raise ModelError(f"unknown zoo model '{source}'; available: {', '.join('zoo:' + z for z in ZOO)}")
+        return
+    path = Path(source)
     if not path.exists():
         raise ModelError(f"model {path} not found; give a .keras/.h5 file, a SavedModel folder or zoo:NAME "
                          f"({', '.join('zoo:' + z for z in ZOO)})")
     if path.is_file() and path.suffix not in (".keras", ".h5", ".hdf5"):
         raise ModelError(f"model {path}: expected a .keras or .h5 file or a SavedModel folder")
+
+
+def load_user_model(path: str | Path):
+    """Load a Keras model from .keras, .h5 or a SavedModel folder (with tf-keras, without compiling)."""
+    check_model_source(str(path))
     try:
         return keras().models.load_model(path, compile=False)
     except Exception as exc:  # Keras raises many unrelated types for unreadable files
