@@ -22,9 +22,14 @@ CONFIG_FLAGS = {
     "--seed": ("data.seed", "seed of the data split and representative set"),
     "--normalize": ("data.normalize", "minmax | standard | none (computed on the train split)"),
     "--task": ("data.task", "auto | classification | regression"),
+    "--label-column": ("data.label_column", "CSV label column: index or header name (default: last)"),
+    "--image-size": ("data.image_size", "image folders: resize to HEIGHT,WIDTH"),
     "--epochs": ("training.epochs", "float training epochs (default 30 for zoo models, 0 for your own)"),
     "--qat-epochs": ("training.qat_epochs", "quantization-aware fine-tuning epochs"),
     "--batch-size": ("training.batch_size", "training batch size"),
+    "--lr": ("training.learning_rate", "float training learning rate"),
+    "--qat-lr": ("training.qat_learning_rate", "QAT fine-tuning learning rate"),
+    "--patience": ("training.patience", "early stopping: epochs without validation-loss improvement"),
     "--train-seed": ("training.seed", "seed of weight init and shuffling"),
     "--rep-samples": ("quantization.representative_samples", "PTQ calibration samples from the train split"),
     "--per-channel": ("quantization.per_channel", "true|false: per-channel weight scales"),
@@ -71,11 +76,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     compare = sub.add_parser(
         "compare", help="the accuracy ladder on the host: float, QAT, PTQ, LiteRT, TFLM",
-        description="Train (or load) a model, fine-tune it with QAT, convert it with PTQ and QAT to int8, "
-                    "and evaluate every rung (keras-float, keras-qat, {ptq,qat}/{litert,litert-ref,tflm-host}) "
-                    "on the same test split: error rates with Wilson 95% intervals, McNemar exact tests "
-                    "between rungs, byte-identical output rates between interpreters.",
-        epilog="example: mcuquant compare --data builtin:digits --model zoo:cnn --json out.json")
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train (or load) a model, fine-tune it with QAT, convert it to int8 with PTQ and from\n"
+                    "the QAT model, and evaluate every rung on the same test split:\n"
+                    "  keras-float, keras-qat, {ptq,qat}/litert, {ptq,qat}/litert-ref, {ptq,qat}/tflm-host\n"
+                    "Error rates with Wilson 95% intervals, McNemar exact tests between rungs, and\n"
+                    "byte-identical output rates between interpreters with the first diverging operator.",
+        epilog="example:\n  mcuquant compare --data builtin:digits --model zoo:cnn --json out.json\n"
+               "  mcuquant compare --model my_model.h5 --data my_data.npz --qat-epochs 2")
     _add_config_flags(compare)
     compare.add_argument("--out", default="mcuquant-out/compare", metavar="DIR",
                          help="work directory for models, .tflite files and report.json (default: %(default)s)")

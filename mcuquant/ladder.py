@@ -54,8 +54,7 @@ def _build_model(cfg: Config, data: Dataset):
 
     source = cfg.model.source
     if source.startswith("zoo:"):
-        outputs = 1 if data.y_train.ndim == 1 else int(data.y_train.shape[1])
-        model = build_zoo_model(source[4:], data.input_shape, data.num_classes, outputs=outputs, width=cfg.model.width)
+        model = build_zoo_model(source[4:], data.input_shape, data.num_classes, width=cfg.model.width)
         epochs = FLOAT_EPOCHS_FOR_ZOO if cfg.training.epochs is None else cfg.training.epochs
         if epochs == 0:
             raise ModelError("a zoo model with training.epochs = 0 would be evaluated untrained; give epochs >= 1")

@@ -12,6 +12,13 @@ import tempfile
 
 
 def _prepare_environment() -> None:
+    if "tensorflow" in sys.modules and os.environ.get("TF_USE_LEGACY_KERAS") != "1":
+        from mcuquant.errors import ConfigError
+
+        raise ConfigError("TensorFlow was imported before mcuquant without TF_USE_LEGACY_KERAS=1, so it uses "
+                          "Keras 3, which tensorflow-model-optimization does not support. Set "
+                          "os.environ['TF_USE_LEGACY_KERAS'] = '1' before the first `import tensorflow`, "
+                          "or import mcuquant first.")
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keep the terminal for mcuquant's own output
 
