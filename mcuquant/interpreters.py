@@ -101,14 +101,13 @@ def dequantize(q: np.ndarray, tensor: Tensor) -> np.ndarray:
     return ((q.astype(np.float32) - tensor.zero_points[0]) * tensor.scales[0]).astype(np.float32)
 
 
-def first_divergence(model: bytes, kind_a: str, kind_b: str, x: np.ndarray) -> dict | None:
-    """Run one sample through both runtimes keeping every tensor; the first operator whose output differs.
+def first_divergence(a: Runner, b: Runner, x: np.ndarray) -> dict | None:
+    """Run one sample through two runners built with preserve_all=True on the same model; return the
+    first operator whose output differs.
 
     Returns None when the traced runs agree on every operator output (e.g. a difference that only
     XNNPACK produces, since tracing LiteRT disables it).
     """
-    a = Runner(kind_a, model, preserve_all=True)
-    b = Runner(kind_b, model, preserve_all=True)
     a.invoke(x)
     b.invoke(x)
     for op in a.graph.operators:
@@ -140,8 +139,11 @@ def agreement(model: bytes, xq: np.ndarray, kind_a: str, out_a: np.ndarray, kind
             entry.update(class_a=ca, class_b=cb, class_flip=ca != cb)
         mismatches.append(entry)
     by_op: dict[tuple, dict] = {}
+    if mismatches and max_traced:
+        traced_a = Runner(kind_a, model, preserve_all=True)
+        traced_b = Runner(kind_b, model, preserve_all=True)
     for entry in mismatches[:max_traced]:
-        where = first_divergence(model, kind_a, kind_b, xq[entry["index"]])
+        where = first_divergence(traced_a, traced_b, xq[entry["index"]])
         entry["first_divergence"] = where
         if where:
             key = (where["op_index"], where["op"], where["tensor"])

@@ -61,7 +61,8 @@ def test_first_divergence_is_the_first_operator_whose_output_differs(shared_mode
     model = (shared_models / "pretrainedResnet_quant.tflite").read_bytes()
     a, b = Runner("litert", model, preserve_all=True), Runner("tflm-host", model, preserve_all=True)
     for x in random_int8_inputs(a.input.shape[1:], 20, seed=2):
-        where = first_divergence(model, "litert", "tflm-host", x)
+        where = first_divergence(Runner("litert", model, preserve_all=True),
+                                 Runner("tflm-host", model, preserve_all=True), x)
         if where is None:
             continue
         a.invoke(x)

@@ -1,0 +1,539 @@
+"""Export an int8 .tflite model as C sources for the firmware: the flatbuffer as an aligned C array
+plus a model config header (ops used, input/output quantization, model SHA-256, arena estimate).
+
+The model is checked before anything is written: it is parsed with the FlatBuffers schema reader
+that tflite-micro ships (``runtime.schema_fb``, generated Python code; no TensorFlow import), every
+table vector is bounds-checked against the file, every operator must be one the chosen backend
+supports (with supported options), every tensor and buffer reference must be in range and every
+activation tensor must be int8. A file that cannot be parsed raises :class:`ModelError`; an
+operator, option or dtype the backend cannot run raises :class:`UnsupportedOpError`. Messages name
+the operator index, the op name and what is wrong.
+
+Output is byte-identical for identical input: no timestamps, no absolute paths, no dict-order
+dependence.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+import numpy as np
+
+from mcuquant import __version__
+from mcuquant.errors import ConfigError, ModelError, UnsupportedOpError
+
+# ---------------------------------------------------------------------------------------------
+# Templates: one Environment for the module (STYLE.md "Code generation").
+
+
+def _templates_dir() -> Path:
+    """The templates/ folder of a checkout (editable install), else one shipped inside the package."""
+    here = Path(__file__).resolve()
+    for candidate in (here.parents[1] / "templates", here.parent / "templates"):
+        if (candidate / "model_data.c.j2").is_file():
+            return candidate
+    return here.parents[1] / "templates"  # a clear TemplateNotFound names this path
+
+
+TEMPLATES_DIR = _templates_dir()
+_ENV = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),
+    undefined=jinja2.StrictUndefined,
+    autoescape=False,
+    keep_trailing_newline=True,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+# ---------------------------------------------------------------------------------------------
+# Backends and what they support.
+
+_BUILTIN_OPS = frozenset(
+    {
+        "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D", "MAX_POOL_2D",
+        "ADD", "MUL", "RESHAPE", "SOFTMAX", "QUANTIZE", "DEQUANTIZE", "MEAN", "PAD",
+        "CONCATENATION", "LOGISTIC", "TANH", "RELU", "RELU6", "HARD_SWISH",
+    }
+)  # fmt: skip
+SUPPORTED_OPS: dict[str, frozenset[str]] = {"builtin": _BUILTIN_OPS, "tflm": _BUILTIN_OPS}
+
+# Fused activations both backends implement for int8 (TANH / SIGN_BIT fused are not).
+_SUPPORTED_FUSED_ACTIVATIONS = frozenset({"NONE", "RELU", "RELU_N1_TO_1", "RELU6"})
+# Ops whose options table carries a fused activation, with the options class that reads it.
+_OPTIONS_WITH_ACTIVATION = {
+    "CONV_2D": "Conv2DOptions",
+    "DEPTHWISE_CONV_2D": "DepthwiseConv2DOptions",
+    "FULLY_CONNECTED": "FullyConnectedOptions",
+    "AVERAGE_POOL_2D": "Pool2DOptions",
+    "MAX_POOL_2D": "Pool2DOptions",
+    "ADD": "AddOptions",
+    "MUL": "MulOptions",
+    "CONCATENATION": "ConcatenationOptions",
+}
+# Constant (weight) tensors may be int8 (weights) or int32 (biases, shapes, axes, paddings).
+_CONSTANT_DTYPES = frozenset({"INT8", "INT32"})
+_MAX_TENSOR_BYTES = 2**31 - 1  # sizes go into C `unsigned int` / int32 fields
+_ARENA_ALIGNMENT = 16
+
+# ---------------------------------------------------------------------------------------------
+# C identifiers.
+
+# C99/C11/C23 keywords, plus names the standard headers define as macros or that a firmware
+# entry point uses, so a model called "bool" or "main" cannot break the build.
+C_RESERVED_WORDS = frozenset(
+    """
+    auto break case char const continue default do double else enum extern float for goto if
+    inline int long register restrict return short signed sizeof static struct switch typedef
+    union unsigned void volatile while _Alignas _Alignof _Atomic _Bool _Complex _Generic
+    _Imaginary _Noreturn _Static_assert _Thread_local alignas alignof bool constexpr false
+    nullptr static_assert thread_local true typeof typeof_unqual _BitInt _Decimal32 _Decimal64
+    _Decimal128 noreturn complex imaginary NULL EOF errno assert offsetof main asm fortran
+    """.split()
+)
+
+
+def c_identifier(name: str, taken: set[str] | frozenset[str] = frozenset()) -> str:
+    """A valid, non-reserved C identifier derived from a file or model name.
+
+    ``"3d-model (v2).tflite"`` -> ``"model_3d_model_v2"``, ``"int.tflite"`` -> ``"int_model"``.
+    Characters outside ``[A-Za-z0-9_]`` become ``_``, runs of ``_`` collapse, a leading digit gets
+    a ``model_`` prefix (and a leading underscore is dropped: ``_X``/``__x`` names are reserved),
+    reserved words get a ``_model`` suffix, and a name already in ``taken`` (or one whose
+    ``<name>_len`` companion would be) gets ``_2``, ``_3``, ...
+    """
+    stem = Path(name).name
+    if stem.lower().endswith(".tflite"):
+        stem = stem[: -len(".tflite")]
+    ident = re.sub(r"[^0-9A-Za-z_]", "_", stem)
+    ident = re.sub(r"_+", "_", ident).strip("_")
+    if not ident:
+        ident = "model"
+    if ident[0].isdigit():
+        ident = "model_" + ident
+    if ident in C_RESERVED_WORDS or ident.upper().startswith("MCUQUANT_"):
+        ident += "_model"
+    base, n = ident, 1
+    while ident in taken or f"{ident}_len" in taken:
+        n += 1
+        ident = f"{base}_{n}"
+    return ident
+
+
+# ---------------------------------------------------------------------------------------------
+# The parsed model.
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    index: int
+    name: str
+    shape: tuple[int, ...]
+    dtype: str  # TensorType name, e.g. "INT8"
+    scales: tuple[float, ...]
+    zero_points: tuple[int, ...]
+    is_constant: bool  # backed by a non-empty buffer (weights, biases, shapes)
+
+    @property
+    def nbytes(self) -> int:
+        n = _DTYPE_SIZES.get(self.dtype, 0)
+        for d in self.shape:
+            n *= max(d, 0)
+        return n
+
+
+@dataclass(frozen=True)
+class OperatorInfo:
+    index: int
+    name: str  # builtin op name, e.g. "CONV_2D"; "CUSTOM(<code>)" for custom ops
+    inputs: tuple[int, ...]  # -1 = optional input left out
+    outputs: tuple[int, ...]
+    fused_activation: str | None
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    size: int
+    sha256: str
+    tensors: tuple[TensorInfo, ...]
+    operators: tuple[OperatorInfo, ...]  # in execution order
+    inputs: tuple[int, ...]
+    outputs: tuple[int, ...]
+
+    @property
+    def ops_used(self) -> tuple[str, ...]:
+        return tuple(sorted({op.name for op in self.operators}))
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    files: tuple[Path, ...]  # model_data.c, model_data.h, model_config.h
+    identifier: str  # the C array's name; its length constant is f"{identifier}_len"
+    arena_bytes: int  # MCUQUANT_ARENA_BYTES, see estimate_arena_bytes()
+    ops: tuple[str, ...]  # op names used, sorted
+    sha256: str
+    model_bytes: int
+
+
+def _schema():
+    from tflite_micro.python.tflite_micro import runtime
+
+    return runtime.schema_fb
+
+
+def _enum_names(enum_cls) -> dict[int, str]:
+    return {v: k for k, v in vars(enum_cls).items() if not k.startswith("_") and isinstance(v, int)}
+
+
+_DTYPE_SIZES = {
+    "FLOAT32": 4, "FLOAT16": 2, "INT32": 4, "UINT8": 1, "INT64": 8, "BOOL": 1, "INT16": 2,
+    "INT8": 1, "FLOAT64": 8, "UINT64": 8, "UINT32": 4, "UINT16": 2,
+}  # fmt: skip
+
+# Everything the FlatBuffers Python reader raises on bytes that are not a valid buffer.
+_PARSE_ERRORS = (IndexError, struct.error, ValueError, TypeError, OverflowError, UnicodeDecodeError, AttributeError)
+
+
+def _numpy_field(value) -> np.ndarray:
+    """The generated ``XxxAsNumpy()`` returns the int 0 when the field is absent."""
+    return value if isinstance(value, np.ndarray) else np.zeros(0, dtype=np.int64)
+
+
+def _checked_len(what: str, length: int, get) -> int:
+    """Reading the last element first proves the whole offset vector lies inside the file."""
+    if length < 0:
+        raise ModelError(f"malformed model: negative length of {what}")
+    if length:
+        get(length - 1)
+    return length
+
+
+def parse_model(tflite: bytes) -> tuple[ModelInfo | None, list[str], list[str]]:
+    """Parse and check structure: returns (info, structural problems, unsupported-feature problems).
+
+    ``info`` is None when the structural problems leave nothing consistent to describe.
+    Raises ModelError for bytes that are not a TFLite flatbuffer at all.
+    """
+    data = bytes(tflite)
+    if len(data) < 8:
+        raise ModelError(f"malformed model: {len(data)} bytes is too short for a TFLite flatbuffer")
+    if data[4:8] != b"TFL3":
+        raise ModelError(f"malformed model: file identifier is {data[4:8]!r}, expected b'TFL3' (not a .tflite file?)")
+    try:
+        return _parse(data)
+    except ModelError:
+        raise
+    except _PARSE_ERRORS as exc:
+        raise ModelError(f"malformed or truncated model ({len(data)} bytes): {type(exc).__name__}: {exc}") from exc
+
+
+def _parse(data: bytes) -> tuple[ModelInfo | None, list[str], list[str]]:
+    fb = _schema()
+    op_names = _enum_names(fb.BuiltinOperator)
+    dtype_names = _enum_names(fb.TensorType)
+    act_names = _enum_names(fb.ActivationFunctionType)
+    structural: list[str] = []
+    unsupported: list[str] = []
+
+    root = struct.unpack_from("<I", data, 0)[0]
+    if root + 4 > len(data):
+        raise ModelError(f"malformed model: root table offset {root} lies outside the {len(data)}-byte file")
+    model = fb.Model.GetRootAs(data, 0)
+    if model.Version() != 3:
+        structural.append(f"schema version {model.Version()} (expected 3)")
+
+    n_codes = _checked_len("operator_codes", model.OperatorCodesLength(), model.OperatorCodes)
+    codes = []
+    for i in range(n_codes):
+        oc = model.OperatorCodes(i)
+        code = max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode())
+        name = op_names.get(code, f"UNKNOWN_OP_{code}")
+        if name == "CUSTOM":
+            custom = oc.CustomCode()
+            name = f"CUSTOM({custom.decode('utf-8', 'replace') if custom else '?'})"
+        codes.append(name)
+
+    n_buffers = _checked_len("buffers", model.BuffersLength(), model.Buffers)
+    buffer_has_data = []
+    for i in range(n_buffers):
+        buf = model.Buffers(i)
+        offset, size = buf.Offset(), buf.Size()
+        if offset > 1:  # data stored after the flatbuffer (models > 2 GB)
+            if offset + size > len(data):
+                structural.append(f"buffer {i}: data at {offset}+{size} lies outside the {len(data)}-byte file")
+            buffer_has_data.append(size > 0)
+        else:
+            buffer_has_data.append(_numpy_field(buf.DataAsNumpy()).size > 0)
+
+    n_subgraphs = _checked_len("subgraphs", model.SubgraphsLength(), model.Subgraphs)
+    if n_subgraphs != 1:
+        structural.append(f"{n_subgraphs} subgraphs (exactly one is supported)")
+        if n_subgraphs == 0:
+            return None, structural, unsupported
+    sg = model.Subgraphs(0)
+
+    n_tensors = _checked_len("tensors", sg.TensorsLength(), sg.Tensors)
+    tensors = []
+    for i in range(n_tensors):
+        t = sg.Tensors(i)
+        name = (t.Name() or b"").decode("utf-8", "replace")
+        shape = tuple(int(d) for d in _numpy_field(t.ShapeAsNumpy()))
+        dtype = dtype_names.get(t.Type(), f"UNKNOWN_TYPE_{t.Type()}")
+        scales: tuple[float, ...] = ()
+        zero_points: tuple[int, ...] = ()
+        q = t.Quantization()
+        if q is not None:
+            scales = tuple(float(s) for s in _numpy_field(q.ScaleAsNumpy()))
+            zero_points = tuple(int(z) for z in _numpy_field(q.ZeroPointAsNumpy()))
+        b = t.Buffer()
+        if not 0 <= b < n_buffers:
+            structural.append(f"tensor {i} ({name!r}): buffer index {b} out of range (model has {n_buffers} buffers)")
+            constant = False
+        else:
+            constant = buffer_has_data[b]
+        tensors.append(TensorInfo(i, name, shape, dtype, scales, zero_points, constant))
+
+    def tensor_refs(where: str, refs, allow_optional: bool) -> tuple[int, ...]:
+        out = tuple(int(r) for r in _numpy_field(refs))
+        for r in out:
+            if r == -1 and allow_optional:
+                continue
+            if not 0 <= r < n_tensors:
+                structural.append(f"{where}: tensor index {r} out of range (subgraph has {n_tensors} tensors)")
+        return out
+
+    graph_inputs = tensor_refs("subgraph inputs", sg.InputsAsNumpy(), allow_optional=False)
+    graph_outputs = tensor_refs("subgraph outputs", sg.OutputsAsNumpy(), allow_optional=False)
+    if not graph_inputs or not graph_outputs:
+        structural.append("subgraph has no inputs or no outputs")
+
+    n_ops = _checked_len("operators", sg.OperatorsLength(), sg.Operators)
+    operators = []
+    for i in range(n_ops):
+        op = sg.Operators(i)
+        idx = op.OpcodeIndex()
+        if not 0 <= idx < n_codes:
+            structural.append(f"operator {i}: opcode index {idx} out of range (model has {n_codes} operator codes)")
+            name = f"OPCODE_{idx}"
+        else:
+            name = codes[idx]
+        inputs = tensor_refs(f"operator {i} ({name})", op.InputsAsNumpy(), allow_optional=True)
+        outputs = tensor_refs(f"operator {i} ({name})", op.OutputsAsNumpy(), allow_optional=False)
+        fused = None
+        options_cls = _OPTIONS_WITH_ACTIVATION.get(name)
+        table = op.BuiltinOptions() if options_cls else None
+        if table is not None:
+            opts = getattr(fb, options_cls)()
+            opts.Init(table.Bytes, table.Pos)
+            fused = act_names.get(opts.FusedActivationFunction(), f"UNKNOWN_{opts.FusedActivationFunction()}")
+            if name == "FULLY_CONNECTED" and opts.WeightsFormat() != 0:
+                unsupported.append(f"operator {i} (FULLY_CONNECTED): shuffled weights format {opts.WeightsFormat()} is not supported")
+        operators.append(OperatorInfo(i, name, inputs, outputs, fused))
+
+    info = None
+    if not structural:
+        info = ModelInfo(len(data), hashlib.sha256(data).hexdigest(), tuple(tensors), tuple(operators), graph_inputs, graph_outputs)
+    return info, structural, unsupported
+
+
+def _check_supported(info: ModelInfo, backend: str) -> list[str]:
+    """Ops, options and dtypes the backend cannot run, each naming operator index and op."""
+    supported = SUPPORTED_OPS[backend]
+    problems = []
+    for op in info.operators:
+        where = f"operator {op.index} ({op.name})"
+        if op.name not in supported:
+            problems.append(f"{where}: op {op.name} is not supported by the {backend!r} backend")
+            continue
+        if op.fused_activation is not None and op.fused_activation not in _SUPPORTED_FUSED_ACTIVATIONS:
+            problems.append(f"{where}: fused activation {op.fused_activation} is not supported")
+        for role, refs in (("input", op.inputs), ("output", op.outputs)):
+            for slot, r in enumerate(refs):
+                if r == -1:
+                    continue
+                t = info.tensors[r]
+                if t.is_constant:
+                    if t.dtype not in _CONSTANT_DTYPES:
+                        problems.append(f"{where}: constant {role} {slot} (tensor {r}) has dtype {t.dtype}, expected INT8 or INT32")
+                    continue
+                float_ok = (op.name == "QUANTIZE" and role == "input") or (op.name == "DEQUANTIZE" and role == "output")
+                if t.dtype != "INT8" and not (float_ok and t.dtype == "FLOAT32"):
+                    problems.append(f"{where}: {role} {slot} (tensor {r} {t.name!r}) has dtype {t.dtype}; activations must be INT8")
+                if any(d < 1 for d in t.shape):
+                    problems.append(f"{where}: {role} {slot} (tensor {r}) has dynamic or empty shape {list(t.shape)}")
+                if t.nbytes > _MAX_TENSOR_BYTES:
+                    problems.append(f"{where}: {role} {slot} (tensor {r}) needs {t.nbytes} bytes, more than {_MAX_TENSOR_BYTES}")
+                if t.dtype == "INT8" and (not t.scales or not all(math.isfinite(s) and s > 0 for s in t.scales)):
+                    problems.append(f"{where}: {role} {slot} (tensor {r}) has no valid quantization scale")
+    return problems
+
+
+def check_model(tflite: bytes, backend: str = "builtin") -> list[str]:
+    """Every problem that keeps ``backend`` from running this model; empty when it can.
+
+    Raises ModelError when the bytes are not a parseable TFLite flatbuffer, ConfigError for an
+    unknown backend. ``export_model`` turns a non-empty list into an exception.
+    """
+    if backend not in SUPPORTED_OPS:
+        raise ConfigError(f"unknown backend {backend!r}; choose one of {sorted(SUPPORTED_OPS)}")
+    info, structural, unsupported = parse_model(tflite)
+    if info is None:
+        return structural + unsupported
+    return structural + unsupported + _check_supported(info, backend)
+
+
+def _load_checked(tflite: bytes, backend: str) -> ModelInfo:
+    if backend not in SUPPORTED_OPS:
+        raise ConfigError(f"unknown backend {backend!r}; choose one of {sorted(SUPPORTED_OPS)}")
+    info, structural, unsupported = parse_model(tflite)
+    if structural:
+        raise ModelError("invalid model:\n  " + "\n  ".join(structural + unsupported))
+    if info is None:  # cannot happen without a structural problem; kept as a guard
+        raise ModelError("invalid model: nothing could be parsed")
+    unsupported = unsupported + _check_supported(info, backend)
+    if unsupported:
+        raise UnsupportedOpError(f"model not supported by the {backend!r} backend:\n  " + "\n  ".join(unsupported))
+    return info
+
+
+# ---------------------------------------------------------------------------------------------
+# Arena estimate.
+
+
+def estimate_arena_bytes(info: ModelInfo, alignment: int = _ARENA_ALIGNMENT) -> int:
+    """Bytes of arena the activation tensors need, from a greedy planner over tensor lifetimes.
+
+    Every non-constant tensor an operator reads or writes (plus the graph inputs/outputs) lives
+    from the first operator that touches it (graph inputs: from operator 0) to the last one that
+    touches it (graph outputs: to the end). Tensors are placed largest first (ties: earlier first
+    use, then lower index) at the lowest ``alignment``-aligned offset that does not overlap any
+    already placed tensor whose lifetime overlaps; the estimate is the highest end offset.
+
+    This is an estimate of activation memory only: no kernel scratch buffers, no runtime
+    bookkeeping, no in-place reuse (e.g. RESHAPE). The built-in runtime's own planner (issue 4,
+    item 2) will replace or verify it.
+    """
+    last_step = max(len(info.operators) - 1, 0)
+    first: dict[int, int] = {}
+    last: dict[int, int] = {}
+
+    def touch(t: int, step: int) -> None:
+        if t < 0 or info.tensors[t].is_constant:
+            return
+        first[t] = min(first.get(t, step), step)
+        last[t] = max(last.get(t, step), step)
+
+    for t in info.inputs:
+        touch(t, 0)
+    for op in info.operators:
+        for t in (*op.inputs, *op.outputs):
+            touch(t, op.index)
+    for t in info.outputs:
+        touch(t, last_step)
+
+    def aligned(n: int) -> int:
+        return -(-n // alignment) * alignment
+
+    order = sorted(first, key=lambda t: (-info.tensors[t].nbytes, first[t], t))
+    placed: list[tuple[int, int, int, int]] = []  # (offset, end, first, last)
+    arena = 0
+    for t in order:
+        size = info.tensors[t].nbytes
+        clashes = sorted((o, e) for o, e, f, l in placed if f <= last[t] and first[t] <= l)
+        offset = 0
+        for o, e in clashes:
+            if offset + size <= o:
+                break
+            offset = max(offset, aligned(e))
+        placed.append((offset, offset + size, first[t], last[t]))
+        arena = max(arena, offset + size)
+    return aligned(arena)
+
+
+# ---------------------------------------------------------------------------------------------
+# Rendering.
+
+
+def _c_float(x: float) -> str:
+    """A float literal that round-trips float32 (9 significant digits) and is always valid C."""
+    text = f"{x:.9g}"
+    if not any(c in text for c in ".en"):
+        text += ".0"
+    return text + "f"
+
+
+def _comment_text(text: str) -> str:
+    """Text safe inside a C block comment: printable ASCII, no comment terminator."""
+    cleaned = "".join(c if " " <= c <= "~" else "?" for c in text)
+    return cleaned.replace("*/", "* /")
+
+
+def _byte_rows(data: bytes, per_row: int = 12) -> str:
+    hexes = [f"0x{b:02x}" for b in data]
+    return ",\n".join("  " + ", ".join(hexes[i : i + per_row]) for i in range(0, len(hexes), per_row))
+
+
+def _io_tensor(info: ModelInfo, t: int) -> dict:
+    tensor = info.tensors[t]
+    return {
+        "index": t,
+        "name": _comment_text(tensor.name),
+        "rank": len(tensor.shape),
+        "dims": ", ".join(str(d) for d in tensor.shape),
+        "bytes": tensor.nbytes,
+        "dtype": tensor.dtype,
+        "scale": _c_float(tensor.scales[0]) if len(tensor.scales) == 1 else "0.0f",
+        "zero_point": tensor.zero_points[0] if len(tensor.zero_points) == 1 else 0,
+    }
+
+
+def export_model(tflite: bytes, out_dir, *, name: str | None = None, backend: str = "builtin") -> ExportResult:
+    """Check ``tflite`` for ``backend`` and write model_data.c, model_data.h and model_config.h.
+
+    ``name`` (a model or file name, e.g. ``"kws_ref_model.tflite"``) gives the C identifier of the
+    array; default ``"model"``. Nothing is written when the check fails.
+    """
+    data = bytes(tflite)
+    info = _load_checked(data, backend)
+    ident = c_identifier(name or "model")
+    arena = estimate_arena_bytes(info)
+    sha = info.sha256
+    context = {
+        "version": __version__,
+        "sha256": sha,
+        "sha256_bytes": ", ".join(f"0x{b:02x}" for b in bytes.fromhex(sha)),
+        "source_name": _comment_text(name or "model"),
+        "ident": ident,
+        "guard": ident.upper(),
+        "model_bytes": len(data),
+        "byte_rows": _byte_rows(data),
+        "backend": backend,
+        "ops": info.ops_used,
+        "num_operators": len(info.operators),
+        "num_tensors": len(info.tensors),
+        "inputs": [_io_tensor(info, t) for t in info.inputs],
+        "outputs": [_io_tensor(info, t) for t in info.outputs],
+        "arena_bytes": arena,
+        "arena_alignment": _ARENA_ALIGNMENT,
+        "largest_activation_bytes": max(
+            (t.nbytes for t in info.tensors if not t.is_constant), default=0
+        ),
+    }
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rendered = {
+        "model_data.c": _ENV.get_template("model_data.c.j2").render(context),
+        "model_data.h": _ENV.get_template("model_data.h.j2").render(context),
+        "model_config.h": _ENV.get_template("model_config.h.j2").render(context),
+    }
+    files = []
+    for fname, text in rendered.items():
+        path = out / fname
+        path.write_bytes(text.encode("ascii"))
+        files.append(path)
+    return ExportResult(tuple(files), ident, arena, info.ops_used, sha, len(data))
