@@ -85,3 +85,14 @@ def test_qat_wraps_a_copy_and_learns_ranges(trained_digits_cnn):
     assert not any("Quantize" in type(layer).__name__ for layer in model.layers)  # float model untouched
     ranges = [w for w in qat_model.weights if "max" in w.name]
     assert ranges and any(float(np.max(w.numpy())) > 0 for w in ranges)
+
+
+@pytest.mark.parametrize("form", ["model.keras", "model.h5", "saved_model_dir"])
+@pytest.mark.filterwarnings("ignore:You are saving your model as an HDF5 file:UserWarning")
+def test_user_models_load_from_every_keras_format(tmp_path, form):
+    model = build_zoo_model("mlp", (8, 8, 1), 10)
+    path = tmp_path / form
+    model.save(path)
+    loaded = load_user_model(path)
+    x = np.random.default_rng(0).random((4, 8, 8, 1), dtype=np.float32)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6)
