@@ -66,6 +66,23 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from mcuquant.errors import ModelError
+    from mcuquant.export import export_model
+
+    path = Path(args.model)
+    try:
+        tflite = path.read_bytes()
+    except OSError as exc:
+        raise ModelError(f"cannot read {path}: {exc.strerror}; give the path of a .tflite file") from None
+    result = export_model(tflite, args.out, name=args.name or path.name, backend=args.backend)
+    print(f"exported {path} ({result.model_bytes} bytes, sha256 {result.sha256[:12]}...) as `{result.identifier}`: "
+          f"ops {', '.join(result.ops)}; arena estimate {result.arena_bytes} bytes")
+    for file in result.files:
+        print(f"  {file}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mcuquant",
@@ -90,6 +107,18 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--json", metavar="FILE", help="also write the report to FILE")
     compare.add_argument("--quiet", action="store_true", help="no progress bars")
     compare.set_defaults(func=cmd_compare)
+
+    export = sub.add_parser(
+        "export", help="emit an int8 .tflite as an aligned C array and a model config header",
+        description="Check the model against a device backend (ops, options, tensor and buffer references), "
+                    "then write model_data.c/.h (16-byte aligned array and its length) and model_config.h "
+                    "(ops, input/output shapes, scales, zero points, arena estimate, SHA-256).")
+    export.add_argument("model", help="the .tflite file")
+    export.add_argument("--out", default="mcuquant-out/export", metavar="DIR", help="output folder (default: %(default)s)")
+    export.add_argument("--name", help="base of the C identifier (default: the model's file name)")
+    export.add_argument("--backend", default="builtin", choices=("builtin", "tflm"),
+                        help="device runtime the model must be supported by (default: %(default)s)")
+    export.set_defaults(func=cmd_export)
     return parser
 
 

@@ -335,6 +335,11 @@ def _parse(data: bytes) -> tuple[ModelInfo | None, list[str], list[str]]:
                 unsupported.append(f"operator {i} (FULLY_CONNECTED): shuffled weights format {opts.WeightsFormat()} is not supported")
         operators.append(OperatorInfo(i, name, inputs, outputs, fused))
 
+    # The lazy reads above touch only what the checks need; unpacking the whole model through the
+    # object API reads every field once, so a truncation or bad offset anywhere (options,
+    # metadata, signatures) is still caught here, before anything is emitted.
+    fb.ModelT.InitFromPackedBuf(data, 0)
+
     info = None
     if not structural:
         info = ModelInfo(len(data), hashlib.sha256(data).hexdigest(), tuple(tensors), tuple(operators), graph_inputs, graph_outputs)
