@@ -23,7 +23,6 @@ from mcuquant.interpreters import RUNTIMES, Runner, agreement, dequantize, quant
 from mcuquant.models import check_model_source
 from mcuquant.progress import console
 
-VARIANTS = ("ptq", "qat")  # int8 conversions always on the ladder; ptq16x8 joins when configured
 FLOAT_EPOCHS_FOR_ZOO = 30
 
 

@@ -13,6 +13,7 @@ from mcuquant.errors import ModelError
 from mcuquant.tf_import import keras
 
 ZOO = ("mlp", "cnn", "dscnn", "resnet8")
+_ZOO_LIST = ", ".join("zoo:" + z for z in ZOO)  # for error messages
 
 
 def _channels(n: int, width: float) -> int:
@@ -27,7 +28,7 @@ def build_zoo_model(name: str, input_shape: tuple[int, ...], num_classes: int | 
     """
     L = keras().layers
     if name not in ZOO:
-        raise ModelError(f"unknown zoo model 'zoo:{name}'; available: {', '.join('zoo:' + z for z in ZOO)}")
+        raise ModelError(f"unknown zoo model 'zoo:{name}'; available: {_ZOO_LIST}")
     if name != "mlp" and len(input_shape) != 3:
         raise ModelError(f"zoo:{name} needs image-like samples (height, width, channels); the data has "
                          f"samples of shape {input_shape}. Use zoo:mlp for flat feature vectors.")
@@ -101,12 +102,12 @@ def check_model_source(source: str) -> None:
     """Cheap early check of `model.source`, before any data is loaded or TensorFlow imported."""
     if source.startswith("zoo:"):
         if source[4:] not in ZOO:
-            raise ModelError(f"unknown zoo model '{source}'; available: {', '.join('zoo:' + z for z in ZOO)}")
+            raise ModelError(f"unknown zoo model '{source}'; available: {_ZOO_LIST}")
         return
     path = Path(source)
     if not path.exists():
         raise ModelError(f"model {path} not found; give a .keras/.h5 file, a SavedModel folder or zoo:NAME "
-                         f"({', '.join('zoo:' + z for z in ZOO)})")
+                         f"({_ZOO_LIST})")
     if path.is_file() and path.suffix not in (".keras", ".h5", ".hdf5"):
         raise ModelError(f"model {path}: expected a .keras or .h5 file or a SavedModel folder")
 
