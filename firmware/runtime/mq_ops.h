@@ -1,0 +1,108 @@
+/*
+ * Contract between the interpreter and the operator modules in ops/.
+ *
+ * Each operator is one pair of functions:
+ *   mq_status mq_check_<op>(const mq_op_ctx *ctx);   called once by mq_init, before planning
+ *   mq_status mq_eval_<op>(const mq_op_ctx *ctx);    called by every mq_invoke
+ *
+ * check() validates everything eval() relies on, because the model may be hostile: input and
+ * output counts, types, ranks, every dimension relation the kernel uses for indexing, quantization
+ * (scale > 0 and finite, per-channel counts equal to the channel dimension, zero points in range),
+ * option values (strides >= 1, known padding and activation). It must never read tensor data of
+ * non-constant tensors (data is NULL at that point); constant tensors (weights, bias, axis,
+ * paddings) already point into the model and their `bytes` has been checked against the buffer.
+ * eval() may then assume that check() returned MQ_OK and that every tensor's data holds `bytes`.
+ *
+ * Arithmetic follows TensorFlow Lite Micro's reference kernels exactly (re-derived, never copied):
+ * the same multipliers computed the same way from the float scales, the same rounding.
+ */
+#ifndef MQ_OPS_H
+#define MQ_OPS_H
+
+#include "mq_runtime.h"
+
+/* TFLite BuiltinOperator codes of the supported operators. */
+enum {
+    MQ_OP_ADD = 0,
+    MQ_OP_AVERAGE_POOL_2D = 1,
+    MQ_OP_CONCATENATION = 2,
+    MQ_OP_CONV_2D = 3,
+    MQ_OP_DEPTHWISE_CONV_2D = 4,
+    MQ_OP_DEQUANTIZE = 6,
+    MQ_OP_FULLY_CONNECTED = 9,
+    MQ_OP_LOGISTIC = 14,
+    MQ_OP_MAX_POOL_2D = 17,
+    MQ_OP_MUL = 18,
+    MQ_OP_RELU = 19,
+    MQ_OP_RELU6 = 21,
+    MQ_OP_RESHAPE = 22,
+    MQ_OP_SOFTMAX = 25,
+    MQ_OP_TANH = 28,
+    MQ_OP_PAD = 34,
+    MQ_OP_MEAN = 40,
+    MQ_OP_QUANTIZE = 114,
+    MQ_OP_HARD_SWISH = 117
+};
+
+/* TFLite enums as stored in builtin options. */
+enum { MQ_PADDING_SAME = 0, MQ_PADDING_VALID = 1 };
+enum {
+    MQ_ACT_NONE = 0, MQ_ACT_RELU = 1, MQ_ACT_RELU_N1_TO_1 = 2, MQ_ACT_RELU6 = 3,
+    MQ_ACT_TANH = 4, MQ_ACT_SIGN_BIT = 5
+};
+
+/*
+ * Builtin options of one operator, parsed from the flatbuffer with the schema's defaults for
+ * absent fields (0 / false, except dilation factors which default to 1). Which fields are
+ * meaningful depends on the operator; check() validates the ones it uses.
+ */
+typedef struct mq_op_options {
+    int32_t padding;            /* Conv2D, DepthwiseConv2D, Pool2D */
+    int32_t stride_w, stride_h; /* Conv2D, DepthwiseConv2D, Pool2D */
+    int32_t dilation_w, dilation_h; /* Conv2D, DepthwiseConv2D (default 1) */
+    int32_t filter_w, filter_h; /* Pool2D */
+    int32_t depth_multiplier;   /* DepthwiseConv2D */
+    int32_t activation;         /* fused_activation_function: Conv, DW, FC, Pool, Add, Mul, Concat */
+    int32_t axis;               /* Concatenation */
+    int32_t keep_dims;          /* Reducer (MEAN) keep_dims, FullyConnected keep_num_dims */
+    int32_t weights_format;     /* FullyConnected: only DEFAULT (0) is supported */
+    int32_t asymmetric_quantize_inputs; /* FullyConnected: hybrid models, unsupported */
+    int32_t pot_scale_int16;    /* Add: ignored for int8 */
+    float beta;                 /* Softmax */
+} mq_op_options;
+
+typedef struct mq_op_ctx {
+    mq_tensor *const *inputs;   /* ninputs entries; an entry is NULL for an omitted optional input (-1) */
+    uint32_t ninputs;
+    mq_tensor *const *outputs;
+    uint32_t noutputs;
+    const mq_op_options *options;
+} mq_op_ctx;
+
+typedef mq_status (*mq_op_fn)(const mq_op_ctx *ctx);
+
+#define MQ_DECLARE_OP(name) \
+    mq_status mq_check_##name(const mq_op_ctx *ctx); \
+    mq_status mq_eval_##name(const mq_op_ctx *ctx);
+
+MQ_DECLARE_OP(add)
+MQ_DECLARE_OP(average_pool_2d)
+MQ_DECLARE_OP(concatenation)
+MQ_DECLARE_OP(conv_2d)
+MQ_DECLARE_OP(depthwise_conv_2d)
+MQ_DECLARE_OP(dequantize)
+MQ_DECLARE_OP(fully_connected)
+MQ_DECLARE_OP(logistic)
+MQ_DECLARE_OP(max_pool_2d)
+MQ_DECLARE_OP(mul)
+MQ_DECLARE_OP(relu)
+MQ_DECLARE_OP(relu6)
+MQ_DECLARE_OP(reshape)
+MQ_DECLARE_OP(softmax)
+MQ_DECLARE_OP(tanh)
+MQ_DECLARE_OP(pad)
+MQ_DECLARE_OP(mean)
+MQ_DECLARE_OP(quantize)
+MQ_DECLARE_OP(hard_swish)
+
+#endif /* MQ_OPS_H */
