@@ -1,0 +1,56 @@
+/*
+ * LOGISTIC, int8 -> int8, as TensorFlow Lite Micro's reference integer kernel computes it:
+ * x - in_zp is rescaled to Q4 (mq_q4_input_of), sigmoid is evaluated in fixed point
+ * (mq_logistic_q0), and the Q0 result is rounded to 1/256 steps with zero point -128. Inputs at
+ * or beyond the radius where Q4 would overflow saturate to -128 / 127 directly.
+ *
+ * TFLM requires the output zero point to be -128 and assumes (does not check) the output scale
+ * 1/256; this check() enforces the same and nothing more, to accept exactly the same models.
+ *
+ * Cost: one fixed-point sigmoid is ~20 64-bit multiplications. With more than 256 elements the
+ * result of every possible input byte is computed once per invoke into a 256-byte table on the
+ * stack, then looked up; smaller tensors are computed element by element.
+ */
+#include "mq_gemmlowp.h"
+
+static int8_t logistic_one(int32_t x, const mq_q4_input *p)
+{
+    const int32_t d = x - p->zero_point;
+    if (d <= -p->radius) return -128;
+    if (d >= p->radius) return 127;
+    {
+        /* |d| < radius keeps d * 2^shift below 2^31 */
+        const int32_t in_q4 = mq_multiply_by_quantized_multiplier(d, p->multiplier, p->shift);
+        const int32_t out = mq_rounding_divide_by_pot(mq_logistic_q0(in_q4, 4), 23) - 128;
+        return (int8_t)(out < -128 ? -128 : out > 127 ? 127 : out);
+    }
+}
+
+mq_status mq_check_logistic(const mq_op_ctx *ctx)
+{
+    mq_q4_input p;
+    const mq_status s = mq_nl_check_int8_unary(ctx);
+    if (s != MQ_OK) return s;
+    if (ctx->outputs[0]->zero_point != -128) return MQ_ERR_QUANTIZATION;
+    return mq_q4_input_of(ctx->inputs[0], &p);
+}
+
+mq_status mq_eval_logistic(const mq_op_ctx *ctx)
+{
+    const int8_t *x = (const int8_t *)ctx->inputs[0]->data;
+    int8_t *y = (int8_t *)ctx->outputs[0]->data;
+    const uint32_t n = mq_tensor_elements(ctx->inputs[0]);
+    mq_q4_input p;
+    uint32_t i;
+    const mq_status s = mq_q4_input_of(ctx->inputs[0], &p);
+    if (s != MQ_OK) return s;
+    if (n > 256) {
+        int8_t table[256];
+        int32_t v;
+        for (v = -128; v <= 127; ++v) table[(uint8_t)v] = logistic_one(v, &p);
+        for (i = 0; i < n; ++i) y[i] = table[(uint8_t)x[i]];
+    } else {
+        for (i = 0; i < n; ++i) y[i] = logistic_one(x[i], &p);
+    }
+    return MQ_OK;
+}
