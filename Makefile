@@ -14,9 +14,10 @@ VPY         := $(VENV)/bin/python
 STAMP       := $(VENV)/.mcuquant-installed
 PYTEST_ARGS ?=
 
-# Debian packages: the Cortex-M cross compiler with its C/C++ libraries, and the emulator.
-APT_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib \
-                qemu-system-arm
+# Debian packages: the host C compiler (builtin runtime on the host, sanitizer builds), the
+# Cortex-M cross compiler with its C/C++ libraries, and the emulator.
+APT_PACKAGES := gcc libc6-dev gcc-arm-none-eabi libnewlib-arm-none-eabi \
+                libstdc++-arm-none-eabi-newlib qemu-system-arm
 
 .PHONY: setup system-deps pio-bootstrap test demo clean distclean
 
@@ -32,11 +33,12 @@ $(STAMP): pyproject.toml | $(VPY)
 	$(VPY) -m pip install --disable-pip-version-check --progress-bar off -e '.[test]'
 	touch $@
 
-# apt packages, installed only when arm-none-eabi-gcc or qemu-system-arm is missing.
+# apt packages, installed only when gcc, arm-none-eabi-gcc or qemu-system-arm is missing.
 # Uses sudo only when not root (sudo -n without a terminal, so CI never waits for a password).
 system-deps:
-	@if command -v arm-none-eabi-gcc >/dev/null 2>&1 && command -v qemu-system-arm >/dev/null 2>&1; then \
-	    echo "setup: arm-none-eabi-gcc and qemu-system-arm present"; \
+	@if command -v gcc >/dev/null 2>&1 && command -v arm-none-eabi-gcc >/dev/null 2>&1 \
+	    && command -v qemu-system-arm >/dev/null 2>&1; then \
+	    echo "setup: gcc, arm-none-eabi-gcc and qemu-system-arm present"; \
 	else \
 	    if [ "$$(id -u)" = 0 ]; then sudo=; elif [ -t 0 ]; then sudo=sudo; else sudo="sudo -n"; fi; \
 	    echo "setup: installing $(APT_PACKAGES)"; \

@@ -83,6 +83,46 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _kib(n: int) -> str:
+    return f"{n / 1024:g} KiB" if n < 1024 * 1024 else f"{n / 1024 / 1024:g} MiB"
+
+
+def cmd_boards(args: argparse.Namespace) -> int:
+    import json
+
+    from mcuquant.boards import list_boards
+
+    boards = list_boards()
+    if args.json:
+        print(json.dumps([{
+            "name": b.name, "kind": b.kind, "description": b.description, "core": b.core, "fpu": b.fpu,
+            "dsp": b.dsp, "flash_bytes": b.flash_bytes, "ram_bytes": b.ram_bytes, "counter": b.counter,
+            "default_backend": b.default_backend, "serial": b.serial.transport, "baud": b.serial.baud,
+            "qemu_machine": b.qemu.machine if b.qemu else None, "platformio_board": b.platformio.board,
+            "emulated_equivalent": b.emulated_equivalent,
+        } for b in boards], indent=2))  # fmt: skip
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="mcuquant boards: flash and RAM are the limits a build is checked against")
+    for col in ("board", "core", "flash", "RAM", "serial", "counter", "backend", "runs on"):
+        table.add_column(col, justify="right" if col in ("flash", "RAM") else "left", no_wrap=True)
+    for i, b in enumerate(boards):
+        if i and b.kind != boards[i - 1].kind:
+            table.add_section()
+        core = b.core.removeprefix("cortex-").removeprefix("xtensa-").upper().replace("PLUS", "+")
+        core += "" if b.fpu == "none" else "+MVE" if b.fpu == "mve" else "F"
+        runs_on = f"QEMU {b.qemu.machine}" if b.qemu else f"{b.platformio.platform}:{b.platformio.board}"
+        table.add_row(b.name, core, _kib(b.flash_bytes), _kib(b.ram_bytes), b.serial.transport,
+                      b.counter, b.default_backend, runs_on)
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console.width = 120  # a pipe or file: no reason to squeeze into 80 columns
+    console.print(table)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mcuquant",
@@ -119,6 +159,13 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--backend", default="builtin", choices=("builtin", "tflm"),
                         help="device runtime the model must be supported by (default: %(default)s)")
     export.set_defaults(func=cmd_export)
+
+    boards = sub.add_parser(
+        "boards", help="list the board profiles (boards/*.toml) with their flash and RAM limits",
+        description="List every board profile: emulated boards (QEMU, built offline with mcuquant's own "
+                    "PlatformIO platform) and physical boards (PlatformIO's official platforms).")
+    boards.add_argument("--json", action="store_true", help="print the profiles as JSON")
+    boards.set_defaults(func=cmd_boards)
     return parser
 
 
