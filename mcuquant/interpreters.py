@@ -4,6 +4,7 @@
 - `litert-ref`: ai-edge-litert with reference kernels (OpResolverType.BUILTIN_REF)
 - `tflm-host`:  TensorFlow Lite Micro compiled for the host (PyPI tflite-micro): the bit-exact
                 oracle for a device running TFLM or mcuquant's builtin runtime
+- `builtin-host`: mcuquant's builtin C runtime compiled for the host (mcuquant.builtin.host)
 
 They disagree more often than one would think (see DESIGN.md), so `agreement` measures how
 often outputs are byte-identical and, for the samples where they are not, the first operator
@@ -21,7 +22,7 @@ from mcuquant.graph import Graph, Tensor
 from mcuquant.progress import progress_bar
 from mcuquant.tf_import import native_stderr_captured
 
-RUNTIMES = ("litert", "litert-ref", "tflm-host")
+RUNTIMES = ("litert", "litert-ref", "tflm-host", "builtin-host")
 
 
 class Runner:
@@ -37,7 +38,11 @@ class Runner:
                              "mcuquant evaluates models with one input and one output")
         self.input: Tensor = self.graph.tensors[self.graph.inputs[0]]
         self.output: Tensor = self.graph.tensors[self.graph.outputs[0]]
-        if kind == "tflm-host":
+        if kind == "builtin-host":
+            from mcuquant.builtin.host import HostRuntime
+
+            self._builtin = HostRuntime(model, preserve_all=preserve_all)
+        elif kind == "tflm-host":
             from tflite_micro.python.tflite_micro import runtime
 
             config = runtime.InterpreterConfig.kPreserveAllTensors if preserve_all else runtime.InterpreterConfig.kAllocationRecording
@@ -64,7 +69,9 @@ class Runner:
     def invoke(self, x: np.ndarray) -> np.ndarray:
         """Run one quantized sample (without batch axis); return the raw output (without batch axis)."""
         x = np.ascontiguousarray(x.reshape(self.input.shape).astype(self.input.dtype))
-        if self.kind == "tflm-host":
+        if self.kind == "builtin-host":
+            out = self._builtin.invoke(x)
+        elif self.kind == "tflm-host":
             self._tflm.set_input(x, 0)
             self._tflm.invoke()
             out = self._tflm.get_output(0)
@@ -75,6 +82,8 @@ class Runner:
         return np.array(out).reshape(self.output.shape[1:])
 
     def tensor(self, index: int) -> np.ndarray:
+        if self.kind == "builtin-host":
+            return self._builtin.tensor(index)
         if self.kind == "tflm-host":
             return np.array(self._tflm.GetTensor(index, 0)["tensor_data"])
         return np.array(self._litert.get_tensor(index))

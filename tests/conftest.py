@@ -6,6 +6,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+def pytest_addoption(parser):
+    parser.addoption("--runslow", action="store_true",
+                     help="also run tests marked slow (the long acceptance campaigns); "
+                          "MCUQUANT_RUN_SLOW=1 does the same")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Slow tests (500-model and 100k-mutation campaigns, ...) run only on request, or when
+    selected explicitly with -m slow."""
+    if config.getoption("--runslow") or os.environ.get("MCUQUANT_RUN_SLOW") == "1" or "slow" in (config.option.markexpr or ""):
+        return
+    skip = pytest.mark.skip(reason="slow campaign: run with --runslow (make test-all)")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
 SHARED_MODELS = Path(os.environ.get("MCUQUANT_SHARED_MODELS", Path(__file__).resolve().parents[2] / "shared" / "models"))
 
 

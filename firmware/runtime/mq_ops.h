@@ -53,7 +53,8 @@ enum {
 
 /*
  * Builtin options of one operator, parsed from the flatbuffer with the schema's defaults for
- * absent fields (0 / false, except dilation factors which default to 1). Which fields are
+ * absent fields (0 / false, except dilation factors which default to 1 and pot_scale_int16 which
+ * defaults to true). Which fields are
  * meaningful depends on the operator; check() validates the ones it uses.
  */
 typedef struct mq_op_options {

@@ -92,6 +92,11 @@ typedef struct mq_interpreter {
     uint32_t ready;
 } mq_interpreter;
 
+/*
+ * model must be 4-byte aligned and arena 16-byte aligned (else MQ_ERR_BAD_ARGUMENT). When the
+ * arena is too small, arena_required is exact if the arena could at least hold the model's
+ * metadata, else an upper bound: a second call with that many bytes yields the exact figure.
+ */
 mq_status mq_init(mq_interpreter *it, const uint8_t *model, size_t model_len,
                   uint8_t *arena, size_t arena_len);
 mq_status mq_invoke(mq_interpreter *it);

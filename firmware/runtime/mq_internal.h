@@ -1,0 +1,122 @@
+/*
+ * Internals shared by the runtime's own files (mq_interpreter.c, mq_model.c, mq_planner.c,
+ * mq_ops_table.c). Operator modules include mq_ops.h only.
+ */
+#ifndef MQ_INTERNAL_H
+#define MQ_INTERNAL_H
+
+#include "mq_flatbuffer.h"
+#include "mq_ops.h"
+#include "mq_runtime.h"
+
+/* Arena offsets and sizes are multiples of this (tensor data, metadata sections, the arena). */
+#define MQ_ARENA_ALIGN 16u
+
+/* mq_tensor.reserved holds the tensor's is_variable flag (variable tensors live for the whole
+ * run and are zeroed by mq_init, as TFLM resets them). */
+
+/* Builtin code of custom operators (rejected). */
+#define MQ_OP_CUSTOM 32
+
+/* One operator module: its check/eval pair, looked up by builtin code in mq_ops_table.c. */
+typedef struct mq_kernel {
+    int32_t code;
+    mq_op_fn check;
+    mq_op_fn eval;
+} mq_kernel;
+
+/* The kernel for a builtin code, NULL when the runtime has none. */
+const mq_kernel *mq_find_kernel(int32_t code);
+
+/* One operator of the graph, in the arena. ctx.inputs/outputs point into the arena too. */
+typedef struct mq_op {
+    mq_op_ctx ctx;
+    mq_op_options options;
+    const mq_kernel *kernel;
+    int32_t code;
+} mq_op;
+
+/* Per-tensor working state of the planner (in the arena, dead after mq_init). */
+typedef struct mq_plan_entry {
+    int32_t first;      /* first operator step the tensor is live, INT32_MAX if never */
+    int32_t last;       /* last operator step, -1 if never */
+    int32_t writer;     /* first operator writing it; -1 if available from the start */
+    uint32_t offset;    /* from the start of the activation area */
+    uint32_t order;     /* order[k]: k-th tensor in placement order (an array laid over the entries) */
+    uint32_t by_offset; /* by_offset[k]: placed tensors sorted by offset (likewise) */
+} mq_plan_entry;
+
+/*
+ * Metadata layout at the start of the arena, each section aligned to MQ_ARENA_ALIGN:
+ *   tensors  ntensors x sizeof(mq_tensor)
+ *   ops      nops x sizeof(mq_op)
+ *   io       nio x sizeof(mq_tensor *)        (every operator's input and output pointers)
+ *   indices  (ninputs + noutputs) x int32
+ *   plan     ntensors x sizeof(mq_plan_entry)
+ * then the activation area (activation_bytes). The sizes of the structs are parameters so that
+ * the host can compute the figure of a 32-bit target (see mcuquant/builtin/cross.py).
+ */
+typedef struct mq_layout {
+    uint64_t tensors, ops, io, indices, plan; /* section offsets */
+    uint64_t total;                           /* metadata bytes, a multiple of MQ_ARENA_ALIGN */
+} mq_layout;
+
+void mq_compute_layout(uint32_t ntensors, uint32_t nops, uint64_t nio, uint32_t nindices,
+                       uint64_t sizeof_tensor, uint64_t sizeof_op, uint64_t sizeof_ptr,
+                       uint64_t sizeof_plan_entry, mq_layout *out);
+
+/*
+ * Metadata bytes of an initialized interpreter's model for the given struct sizes (with this
+ * build's sizes it equals arena_required - activation_bytes). Exported for the host tools.
+ */
+uint64_t mq_metadata_bytes(const mq_interpreter *it, uint32_t sizeof_tensor, uint32_t sizeof_op,
+                           uint32_t sizeof_ptr, uint32_t sizeof_plan_entry);
+
+/* mq_init with flags; MQ_INIT_PRESERVE_ALL gives every tensor its own slot (for tracing). */
+#define MQ_INIT_PRESERVE_ALL 1u
+mq_status mq_init_ex(mq_interpreter *it, const uint8_t *model, size_t model_len, uint8_t *arena,
+                     size_t arena_len, uint32_t flags);
+
+/* Builtin code of operator `index` read from the model, -1 if it cannot be read. */
+int32_t mq_op_code_at(const mq_interpreter *it, int32_t index);
+
+/* ---- loading (mq_model.c) ---- */
+
+typedef struct mq_model {
+    mq_fb fb;
+    mq_fb_vector opcodes, buffers, tensors, inputs, outputs, operators;
+    uint64_t nio;              /* sum of every operator's input and output counts */
+    uint64_t activation_bound; /* aligned bytes of every non-constant tensor: an upper bound */
+} mq_model;
+
+/* Reads the header, the subgraph's vectors and every buffer (external data is rejected). */
+mq_status mq_model_open(mq_interpreter *it, mq_model *m);
+
+/* Where mq_model_load stores the metadata (arena sections laid out by mq_compute_layout). */
+typedef struct mq_model_dest {
+    mq_tensor *tensors;
+    mq_op *ops;
+    mq_tensor **io;
+    int32_t *indices; /* graph inputs, then graph outputs */
+} mq_model_dest;
+
+/*
+ * Validates every tensor and operator. With dest == NULL it needs no memory and only counts
+ * (m->nio, m->activation_bound); with a dest it also stores the metadata there.
+ */
+mq_status mq_model_load(mq_interpreter *it, mq_model *m, const mq_model_dest *dest);
+
+/* ---- planning (mq_planner.c) ---- */
+
+/*
+ * Lifetimes, and the data-flow rules the kernels rely on: no operator reads a tensor before it
+ * is written (graph inputs and variable tensors count as written), writes a constant or writes
+ * one of its own inputs; every graph output is written.
+ */
+mq_status mq_plan_lifetimes(mq_interpreter *it, mq_plan_entry *plan, int preserve_all);
+
+/* Greedy placement after mq_plan_lifetimes: sets every planned tensor's offset and
+ * it->activation_bytes. */
+mq_status mq_plan_place(mq_interpreter *it, mq_plan_entry *plan);
+
+#endif /* MQ_INTERNAL_H */

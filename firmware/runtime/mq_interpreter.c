@@ -1,0 +1,266 @@
+/*
+ * mcuquant builtin runtime: initialization and invocation (implements mq_runtime.h).
+ *
+ * Design: the device reads the .tflite flatbuffer itself, with a bounds-checked reader
+ * (mq_flatbuffer.c), instead of tables precomputed at export time. Why:
+ *  - One artifact. The exported C array is the .tflite file byte for byte, the same one the TFLM
+ *    backend consumes and whose SHA-256 the serial handshake reports; there is no second model
+ *    format whose version, generator and struct layout (32- vs 64-bit, compiler packing) would
+ *    have to be kept in step with the runtime.
+ *  - A model can come from anywhere at run time (flash partition, serial upload), not only from
+ *    a build that ran the exporter.
+ *  - Safety does not depend on trusting a generator: every offset, length and index is checked
+ *    when the model is loaded, so a corrupted or hostile array yields an error code, and the
+ *    kernels' check() functions validate shapes and quantization against what eval() indexes.
+ *  - Cost: about 3 KB of code for the reader and loader, an init-time parse, and the metadata
+ *    (tensor/operator structs, roughly 70 B per tensor and 100 B per operator on a 32-bit core) in
+ *    RAM, inside the arena, where precomputed tables could have stayed in flash. Weights and
+ *    quantization vectors are never copied: tensors point into the model.
+ *
+ * mq_init in two passes: the first validates the whole model without memory and counts what the
+ * metadata needs; if the arena can hold the metadata, the second stores it there, derives the
+ * tensor lifetimes (checking the data flow), runs every operator's check(), places the
+ * activations (mq_planner.c) and points the tensors at them.
+ */
+#include <string.h>
+
+#include "mq_internal.h"
+
+/* a + b, saturating (layout sizes computed from hostile counts must not wrap). */
+static uint64_t add_sat(uint64_t a, uint64_t b)
+{
+    return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
+static uint64_t section(uint64_t count, uint64_t size)
+{
+    if (size != 0 && count > UINT64_MAX / size) return UINT64_MAX;
+    return add_sat(count * size, MQ_ARENA_ALIGN - 1u) & ~(uint64_t)(MQ_ARENA_ALIGN - 1u);
+}
+
+void mq_compute_layout(uint32_t ntensors, uint32_t nops, uint64_t nio, uint32_t nindices,
+                       uint64_t sizeof_tensor, uint64_t sizeof_op, uint64_t sizeof_ptr,
+                       uint64_t sizeof_plan_entry, mq_layout *out)
+{
+    uint64_t off = 0;
+    out->tensors = off;
+    off = add_sat(off, section(ntensors, sizeof_tensor));
+    out->ops = off;
+    off = add_sat(off, section(nops, sizeof_op));
+    out->io = off;
+    off = add_sat(off, section(nio, sizeof_ptr));
+    out->indices = off;
+    off = add_sat(off, section(nindices, sizeof(int32_t)));
+    out->plan = off;
+    off = add_sat(off, section(ntensors, sizeof_plan_entry));
+    out->total = off;
+}
+
+uint64_t mq_metadata_bytes(const mq_interpreter *it, uint32_t sizeof_tensor, uint32_t sizeof_op,
+                           uint32_t sizeof_ptr, uint32_t sizeof_plan_entry)
+{
+    mq_layout layout;
+    uint64_t nio = 0;
+    if (it == NULL || !it->ready) return 0;
+    for (uint32_t i = 0; i < it->nops; ++i) nio += (uint64_t)it->ops[i].ctx.ninputs + it->ops[i].ctx.noutputs;
+    mq_compute_layout(it->ntensors, it->nops, nio, it->ninputs + it->noutputs, sizeof_tensor, sizeof_op,
+                      sizeof_ptr, sizeof_plan_entry, &layout);
+    return layout.total;
+}
+
+static mq_status fail(mq_interpreter *it, mq_status s, const char *detail)
+{
+    it->error_detail = detail;
+    return s;
+}
+
+/* What a check() or eval() failure means, for error_detail (the modules return a status only). */
+static const char *op_failure_detail(mq_status s)
+{
+    switch (s) {
+    case MQ_ERR_MALFORMED: return "operator inputs or outputs malformed (count, missing tensor)";
+    case MQ_ERR_UNSUPPORTED_OPTION: return "option value not supported by this operator";
+    case MQ_ERR_UNSUPPORTED_TYPE: return "tensor type not supported by this operator";
+    case MQ_ERR_SHAPE: return "tensor shapes inconsistent for this operator";
+    case MQ_ERR_QUANTIZATION: return "missing or invalid scale or zero point for this operator";
+    case MQ_ERR_LIMIT: return "size limit of this operator exceeded";
+    default: return "operator failed";
+    }
+}
+
+mq_status mq_init(mq_interpreter *it, const uint8_t *model, size_t model_len, uint8_t *arena, size_t arena_len)
+{
+    return mq_init_ex(it, model, model_len, arena, arena_len, 0);
+}
+
+mq_status mq_init_ex(mq_interpreter *it, const uint8_t *model, size_t model_len, uint8_t *arena,
+                     size_t arena_len, uint32_t flags)
+{
+    mq_model m;
+    mq_layout layout;
+    mq_status s;
+
+    if (it == NULL) return MQ_ERR_BAD_ARGUMENT;
+    memset(it, 0, sizeof *it);
+    it->error_op = -1;
+    it->error_detail = "";
+    /* 4-byte alignment of the model keeps int32 constants (biases, paddings) aligned. */
+    if (model == NULL) return fail(it, MQ_ERR_BAD_ARGUMENT, "model is NULL");
+    if ((uintptr_t)model % 4u != 0) return fail(it, MQ_ERR_BAD_ARGUMENT, "model not 4-byte aligned");
+    if (arena == NULL && arena_len != 0) return fail(it, MQ_ERR_BAD_ARGUMENT, "arena is NULL");
+    if ((uintptr_t)arena % MQ_ARENA_ALIGN != 0) return fail(it, MQ_ERR_BAD_ARGUMENT, "arena not 16-byte aligned");
+    it->model = model;
+    it->model_len = model_len;
+    it->arena = arena;
+    it->arena_len = arena_len;
+
+    /* Pass 1: validate and count, no memory needed. */
+    s = mq_model_open(it, &m);
+    if (s == MQ_OK) s = mq_model_load(it, &m, NULL);
+    if (s != MQ_OK) return s;
+    const uint64_t nindices = (uint64_t)m.inputs.len + m.outputs.len;
+    if (m.nio > UINT32_MAX || nindices > UINT32_MAX) return fail(it, MQ_ERR_LIMIT, "too many tensor references");
+    mq_compute_layout(m.tensors.len, m.operators.len, m.nio, (uint32_t)nindices, sizeof(mq_tensor),
+                      sizeof(mq_op), sizeof(mq_tensor *), sizeof(mq_plan_entry), &layout);
+    if (layout.total > (uint64_t)SIZE_MAX / 2u) return fail(it, MQ_ERR_LIMIT, "model metadata too large");
+    if (arena_len < layout.total) {
+        /* Without room for the metadata the plan cannot be made: report an upper bound (every
+         * activation in its own slot); an arena of that size yields the exact figure. */
+        const uint64_t bound = add_sat(layout.total, m.activation_bound);
+        it->arena_required = (uint64_t)(size_t)bound == bound ? (size_t)bound : SIZE_MAX;
+        return fail(it, MQ_ERR_ARENA_TOO_SMALL, "arena too small for the model metadata (arena_required is an upper bound)");
+    }
+
+    /* Pass 2: the metadata into the arena. */
+    mq_model_dest dest;
+    dest.tensors = (mq_tensor *)(void *)(arena + layout.tensors);
+    dest.ops = (mq_op *)(void *)(arena + layout.ops);
+    dest.io = (mq_tensor **)(void *)(arena + layout.io);
+    dest.indices = (int32_t *)(void *)(arena + layout.indices);
+    mq_plan_entry *plan = (mq_plan_entry *)(void *)(arena + layout.plan);
+    it->tensors = dest.tensors;
+    it->ntensors = m.tensors.len;
+    it->ops = dest.ops;
+    it->nops = m.operators.len;
+    it->input_index = dest.indices;
+    it->ninputs = m.inputs.len;
+    it->output_index = dest.indices + m.inputs.len;
+    it->noutputs = m.outputs.len;
+    s = mq_model_load(it, &m, &dest);
+    if (s != MQ_OK) return s;
+
+    s = mq_plan_lifetimes(it, plan, (flags & MQ_INIT_PRESERVE_ALL) != 0);
+    if (s != MQ_OK) return s;
+    for (uint32_t i = 0; i < it->nops; ++i) {
+        const mq_op *op = &it->ops[i];
+        s = op->kernel->check(&op->ctx);
+        if (s != MQ_OK) {
+            it->error_op = (int32_t)i;
+            return fail(it, s, op_failure_detail(s));
+        }
+    }
+
+    s = mq_plan_place(it, plan);
+    if (s != MQ_OK) return s;
+    const uint64_t required = layout.total + it->activation_bytes;
+    if ((uint64_t)(size_t)required != required) return fail(it, MQ_ERR_LIMIT, "arena larger than the address space");
+    it->arena_required = (size_t)required;
+    if (arena_len < required) return fail(it, MQ_ERR_ARENA_TOO_SMALL, "arena too small for the activations");
+
+    uint8_t *activations = arena + layout.total;
+    for (uint32_t t = 0; t < it->ntensors; ++t) {
+        mq_tensor *tensor = &it->tensors[t];
+        if (tensor->is_constant || plan[t].last < 0) continue;
+        tensor->data = activations + plan[t].offset;
+        if (tensor->reserved) memset(tensor->data, 0, tensor->bytes); /* variable tensor */
+    }
+    it->ready = 1;
+    return MQ_OK;
+}
+
+mq_status mq_invoke(mq_interpreter *it)
+{
+    if (it == NULL) return MQ_ERR_BAD_ARGUMENT;
+    if (!it->ready) return MQ_ERR_NOT_READY;
+    it->error_op = -1;
+    it->error_detail = "";
+    for (uint32_t i = 0; i < it->nops; ++i) {
+        const mq_op *op = &it->ops[i];
+        const mq_status s = op->kernel->eval(&op->ctx);
+        if (s != MQ_OK) {
+            it->error_op = (int32_t)i;
+            return fail(it, s, op_failure_detail(s));
+        }
+    }
+    return MQ_OK;
+}
+
+uint32_t mq_input_count(const mq_interpreter *it)
+{
+    return it != NULL && it->ready ? it->ninputs : 0;
+}
+
+uint32_t mq_output_count(const mq_interpreter *it)
+{
+    return it != NULL && it->ready ? it->noutputs : 0;
+}
+
+mq_tensor *mq_input(mq_interpreter *it, uint32_t i)
+{
+    if (it == NULL || !it->ready || i >= it->ninputs) return NULL;
+    return &it->tensors[it->input_index[i]];
+}
+
+mq_tensor *mq_output(mq_interpreter *it, uint32_t i)
+{
+    if (it == NULL || !it->ready || i >= it->noutputs) return NULL;
+    return &it->tensors[it->output_index[i]];
+}
+
+float mq_tensor_scale_at(const mq_tensor *t, uint32_t i)
+{
+    float scale;
+    if (t == NULL || i >= t->nscales) return 0.0f;
+    const uint32_t bits = mq_fb_load_u32(t->scales_raw + 4u * (size_t)i);
+    memcpy(&scale, &bits, sizeof scale);
+    return scale;
+}
+
+int64_t mq_tensor_zero_point_at(const mq_tensor *t, uint32_t i)
+{
+    int64_t zero_point;
+    if (t == NULL || t->nzero_points == 0) return 0;
+    /* As in TFLM: a single zero point applies to every channel. */
+    const uint32_t k = t->nzero_points == t->nscales ? i : 0u;
+    if (k >= t->nzero_points) return 0;
+    const uint64_t bits = mq_fb_load_u64(t->zero_points_raw + 8u * (size_t)k);
+    memcpy(&zero_point, &bits, sizeof zero_point);
+    return zero_point;
+}
+
+uint32_t mq_tensor_elements(const mq_tensor *t)
+{
+    uint32_t n = 1;
+    for (uint8_t d = 0; d < t->ndims && d < MQ_MAX_DIMS; ++d) n *= (uint32_t)t->dims[d];
+    return n;
+}
+
+const char *mq_status_name(mq_status s)
+{
+    switch (s) {
+    case MQ_OK: return "MQ_OK";
+    case MQ_ERR_BAD_ARGUMENT: return "MQ_ERR_BAD_ARGUMENT";
+    case MQ_ERR_TRUNCATED: return "MQ_ERR_TRUNCATED";
+    case MQ_ERR_MALFORMED: return "MQ_ERR_MALFORMED";
+    case MQ_ERR_UNSUPPORTED_VERSION: return "MQ_ERR_UNSUPPORTED_VERSION";
+    case MQ_ERR_UNSUPPORTED_OP: return "MQ_ERR_UNSUPPORTED_OP";
+    case MQ_ERR_UNSUPPORTED_OPTION: return "MQ_ERR_UNSUPPORTED_OPTION";
+    case MQ_ERR_UNSUPPORTED_TYPE: return "MQ_ERR_UNSUPPORTED_TYPE";
+    case MQ_ERR_SHAPE: return "MQ_ERR_SHAPE";
+    case MQ_ERR_QUANTIZATION: return "MQ_ERR_QUANTIZATION";
+    case MQ_ERR_LIMIT: return "MQ_ERR_LIMIT";
+    case MQ_ERR_ARENA_TOO_SMALL: return "MQ_ERR_ARENA_TOO_SMALL";
+    case MQ_ERR_NOT_READY: return "MQ_ERR_NOT_READY";
+    }
+    return "MQ_ERR_UNKNOWN";
+}

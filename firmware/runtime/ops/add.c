@@ -1,0 +1,93 @@
+/*
+ * ADD, int8 + int8 -> int8 with broadcasting (any ranks up to MQ_MAX_DIMS, as TFLM's
+ * BroadcastBinaryOpSimple handles them) and a fused activation.
+ *
+ * As TFLM's reference integer Add: both inputs, offset by their zero points, are shifted left by
+ * 20 bits and scaled by input_scale / (2 * max_input_scale); their sum is scaled by
+ * 2 * max_input_scale / (2^20 * output_scale), offset by the output zero point and clamped.
+ * All three multipliers must be below one (TFLM aborts otherwise; here check() rejects).
+ */
+#include "../mq_fixedpoint.h"
+#include "mq_op_util.h"
+
+#define ADD_LEFT_SHIFT 20
+
+typedef struct add_params {
+    int32_t in1_offset, in2_offset, out_offset;
+    int32_t in1_multiplier, in2_multiplier, out_multiplier;
+    int in1_shift, in2_shift, out_shift;
+    int32_t act_min, act_max;
+} add_params;
+
+/* A multiplier in (0, 1) quantized with a shift <= 0, as QuantizeMultiplierSmallerThanOneExp. */
+static mq_status below_one(double real, int32_t *multiplier, int *shift)
+{
+    if (!(real > 0.0 && real < 1.0)) return MQ_ERR_QUANTIZATION;
+    mq_quantize_multiplier(real, multiplier, shift);
+    return *shift > 0 ? MQ_ERR_QUANTIZATION : MQ_OK;
+}
+
+static mq_status add_prepare(const mq_op_ctx *ctx, add_params *p, mq_broadcast *bc)
+{
+    const mq_tensor *a, *b, *out;
+    double twice_max, real1, real2, real_out;
+    mq_status s;
+
+    if (ctx->ninputs != 2 || ctx->noutputs != 1 || ctx->options == NULL) return MQ_ERR_MALFORMED;
+    a = ctx->inputs[0];
+    b = ctx->inputs[1];
+    out = ctx->outputs[0];
+    if (a == NULL || b == NULL || out == NULL) return MQ_ERR_MALFORMED;
+    if ((s = mq_check_int8_activation(a)) != MQ_OK) return s;
+    if ((s = mq_check_int8_activation(b)) != MQ_OK) return s;
+    if ((s = mq_check_int8_activation(out)) != MQ_OK) return s;
+    if ((s = mq_broadcast_prepare(a, b, out, bc)) != MQ_OK) return s;
+
+    p->in1_offset = -a->zero_point;
+    p->in2_offset = -b->zero_point;
+    p->out_offset = out->zero_point;
+    /* The larger scale is chosen in float, everything after in double (as TFLM). */
+    twice_max = 2.0 * (double)(a->scale > b->scale ? a->scale : b->scale);
+    real1 = (double)a->scale / twice_max;
+    real2 = (double)b->scale / twice_max;
+    real_out = twice_max / ((double)(1 << ADD_LEFT_SHIFT) * (double)out->scale);
+    if ((s = below_one(real1, &p->in1_multiplier, &p->in1_shift)) != MQ_OK) return s;
+    if ((s = below_one(real2, &p->in2_multiplier, &p->in2_shift)) != MQ_OK) return s;
+    if ((s = below_one(real_out, &p->out_multiplier, &p->out_shift)) != MQ_OK) return s;
+    return mq_activation_range_int8(ctx->options->activation, out, &p->act_min, &p->act_max);
+}
+
+mq_status mq_check_add(const mq_op_ctx *ctx)
+{
+    add_params p;
+    mq_broadcast bc;
+    return add_prepare(ctx, &p, &bc);
+}
+
+static void add_row(const int8_t *in1, uint32_t step1, const int8_t *in2, uint32_t step2,
+                    int8_t *out, int32_t n, const void *params)
+{
+    const add_params *p = (const add_params *)params;
+    int32_t i;
+    for (i = 0; i < n; ++i) {
+        /* |value| <= 255, so the shifted values stay below 2^28 and their sum cannot overflow. */
+        const int32_t v1 = (p->in1_offset + in1[(uint32_t)i * step1]) * (1 << ADD_LEFT_SHIFT);
+        const int32_t v2 = (p->in2_offset + in2[(uint32_t)i * step2]) * (1 << ADD_LEFT_SHIFT);
+        const int32_t sum = mq_multiply_by_quantized_multiplier(v1, p->in1_multiplier, p->in1_shift) +
+                            mq_multiply_by_quantized_multiplier(v2, p->in2_multiplier, p->in2_shift);
+        const int32_t r = mq_multiply_by_quantized_multiplier(sum, p->out_multiplier, p->out_shift) +
+                          p->out_offset;
+        out[i] = (int8_t)mq_clamp(r, p->act_min, p->act_max);
+    }
+}
+
+mq_status mq_eval_add(const mq_op_ctx *ctx)
+{
+    add_params p;
+    mq_broadcast bc;
+    mq_status s = add_prepare(ctx, &p, &bc);
+    if (s != MQ_OK) return s;
+    mq_broadcast_run(&bc, (const int8_t *)ctx->inputs[0]->data, (const int8_t *)ctx->inputs[1]->data,
+                     (int8_t *)ctx->outputs[0]->data, add_row, &p);
+    return MQ_OK;
+}

@@ -1,0 +1,137 @@
+/*
+ * CONV_2D, int8 activations, int8 weights (per-channel or per-tensor), optional int32 bias.
+ * Inputs: [N,H,W,C_in], filter [C_out,KH,KW,C_in/groups], bias [C_out]; output [N,OH,OW,C_out].
+ * Grouped convolutions (C_in a multiple of the filter depth) are computed as TFLM does.
+ *
+ * Arithmetic as TFLM's reference ConvPerChannel: acc = sum(w * (x - zp_in)) + bias in wrapping
+ * int32, requantized per output channel, plus the output zero point, clamped to the activation
+ * range. The per-channel multipliers are recomputed by every eval (no persistent per-op memory):
+ * output channels are processed in blocks whose multipliers live on the stack.
+ */
+#include "../mq_fixedpoint.h"
+#include "mq_op_util.h"
+
+#define CHANNEL_BLOCK 32
+
+typedef struct conv_params {
+    int32_t pad_h, pad_w;
+    int32_t act_min, act_max;
+} conv_params;
+
+/* Validates the operator (check) or only derives its parameters (eval, after check passed). */
+static mq_status conv_prepare(const mq_op_ctx *ctx, conv_params *p, int validate)
+{
+    const mq_op_options *o = ctx->options;
+    const mq_tensor *in, *filter, *bias, *out;
+    int32_t out_h = 0, out_w = 0, groups, ch;
+    mq_status s;
+
+    if (ctx->ninputs < 2 || ctx->ninputs > 3 || ctx->noutputs != 1) return MQ_ERR_MALFORMED;
+    in = ctx->inputs[0];
+    filter = ctx->inputs[1];
+    bias = ctx->ninputs == 3 ? ctx->inputs[2] : NULL;
+    out = ctx->outputs[0];
+    if (in == NULL || filter == NULL || out == NULL || o == NULL) return MQ_ERR_MALFORMED;
+
+    if ((s = mq_check_int8_activation(in)) != MQ_OK) return s;
+    if ((s = mq_check_int8_activation(out)) != MQ_OK) return s;
+    if (in->ndims != 4 || out->ndims != 4) return MQ_ERR_SHAPE;
+    if (filter->type != MQ_INT8) return MQ_ERR_UNSUPPORTED_TYPE;
+    if ((s = mq_check_rank_positive(filter, 4)) != MQ_OK) return s;
+
+    if (in->dims[0] != out->dims[0] || filter->dims[0] != out->dims[3]) return MQ_ERR_SHAPE;
+    /* Groups: every group of filter->dims[3] input channels feeds out_c / groups filters. */
+    if (in->dims[3] % filter->dims[3] != 0) return MQ_ERR_SHAPE;
+    groups = in->dims[3] / filter->dims[3];
+    if (out->dims[3] % groups != 0) return MQ_ERR_SHAPE;
+    if ((s = mq_check_bias(bias, out->dims[3])) != MQ_OK) return s;
+
+    if ((s = mq_window(o->padding, in->dims[1], filter->dims[1], o->stride_h, o->dilation_h,
+                       &out_h, &p->pad_h)) != MQ_OK) return s;
+    if ((s = mq_window(o->padding, in->dims[2], filter->dims[2], o->stride_w, o->dilation_w,
+                       &out_w, &p->pad_w)) != MQ_OK) return s;
+    if (out->dims[1] != out_h || out->dims[2] != out_w) return MQ_ERR_SHAPE;
+
+    if ((s = mq_check_int8_weights(filter, 0)) != MQ_OK) return s;
+    for (ch = 0; validate && ch < out->dims[3]; ++ch) {
+        int32_t m;
+        int shift;
+        s = mq_channel_multiplier(in->scale, mq_weight_scale(filter, ch), out->scale, &m, &shift);
+        if (s != MQ_OK) return s;
+    }
+    return mq_activation_range_int8(o->activation, out, &p->act_min, &p->act_max);
+}
+
+mq_status mq_check_conv_2d(const mq_op_ctx *ctx)
+{
+    conv_params p;
+    return conv_prepare(ctx, &p, 1);
+}
+
+mq_status mq_eval_conv_2d(const mq_op_ctx *ctx)
+{
+    const mq_op_options *o = ctx->options;
+    const mq_tensor *in = ctx->inputs[0], *filter = ctx->inputs[1];
+    const mq_tensor *bias = ctx->ninputs == 3 ? ctx->inputs[2] : NULL;
+    const mq_tensor *out = ctx->outputs[0];
+    const int8_t *x = (const int8_t *)in->data;
+    const int8_t *w = (const int8_t *)filter->data;
+    int8_t *y = (int8_t *)out->data;
+    const int32_t in_offset = -in->zero_point;
+    const int32_t in_h = in->dims[1], in_w = in->dims[2];
+    const int32_t k_h = filter->dims[1], k_w = filter->dims[2], k_c = filter->dims[3];
+    const int32_t out_c = out->dims[3];
+    const int32_t per_group = out_c / (in->dims[3] / k_c);
+    int32_t multiplier[CHANNEL_BLOCK];
+    int shift[CHANNEL_BLOCK];
+    conv_params p;
+    int32_t c0, b, oy, ox, i;
+    mq_status s = conv_prepare(ctx, &p, 0);
+    if (s != MQ_OK) return s;
+
+    for (c0 = 0; c0 < out_c; c0 += CHANNEL_BLOCK) {
+        const int32_t n = out_c - c0 < CHANNEL_BLOCK ? out_c - c0 : CHANNEL_BLOCK;
+        for (i = 0; i < n; ++i) {
+            if (filter->nscales == 1 && (c0 > 0 || i > 0)) { /* per-tensor: computed once */
+                multiplier[i] = multiplier[0];
+                shift[i] = shift[0];
+            } else {
+                (void)mq_channel_multiplier(in->scale, mq_weight_scale(filter, c0 + i), out->scale,
+                                            &multiplier[i], &shift[i]);
+            }
+        }
+        for (b = 0; b < in->dims[0]; ++b) {
+            for (oy = 0; oy < out->dims[1]; ++oy) {
+                const int32_t y0 = oy * o->stride_h - p.pad_h;
+                for (ox = 0; ox < out->dims[2]; ++ox) {
+                    const int32_t x0 = ox * o->stride_w - p.pad_w;
+                    for (i = 0; i < n; ++i) {
+                        const int32_t oc = c0 + i;
+                        const int32_t ic0 = (oc / per_group) * k_c;
+                        uint32_t acc = 0; /* int32 arithmetic modulo 2^32, as TFLM's */
+                        int32_t ky, kx, ic, v;
+                        for (ky = 0; ky < k_h; ++ky) {
+                            const int32_t iy = y0 + o->dilation_h * ky;
+                            if (iy < 0 || iy >= in_h) continue;
+                            for (kx = 0; kx < k_w; ++kx) {
+                                const int32_t ix = x0 + o->dilation_w * kx;
+                                const int8_t *xp, *wp;
+                                if (ix < 0 || ix >= in_w) continue;
+                                xp = x + mq_offset4(in->dims, b, iy, ix, ic0);
+                                wp = w + mq_offset4(filter->dims, oc, ky, kx, 0);
+                                for (ic = 0; ic < k_c; ++ic) {
+                                    acc += (uint32_t)((int32_t)wp[ic] * ((int32_t)xp[ic] + in_offset));
+                                }
+                            }
+                        }
+                        if (bias != NULL) acc += (uint32_t)mq_load_i32(bias->data, (uint32_t)oc);
+                        v = mq_multiply_by_quantized_multiplier(mq_wrap_i32(acc), multiplier[i], shift[i]);
+                        v = mq_clamp(mq_add_wrap(v, out->zero_point), p.act_min, p.act_max);
+                        y[mq_offset4(out->dims, b, oy, ox, oc)] = (int8_t)v;
+                    }
+                }
+            }
+        }
+    }
+    return MQ_OK;
+}

@@ -1,0 +1,136 @@
+/*
+ * DEPTHWISE_CONV_2D, int8 activations, int8 weights (per-channel or per-tensor), optional int32
+ * bias, any depth multiplier. Input [N,H,W,C], filter [1,KH,KW,C*M], bias [C*M], output
+ * [N,OH,OW,C*M]; output channel c*M + m reads input channel c.
+ *
+ * Arithmetic as TFLM's reference DepthwiseConvPerChannel (wrapping int32 accumulator, per-channel
+ * requantization, output zero point, activation clamp). Multipliers are recomputed per eval for
+ * blocks of output channels held on the stack.
+ */
+#include "../mq_fixedpoint.h"
+#include "mq_op_util.h"
+
+#define CHANNEL_BLOCK 32
+
+typedef struct dw_params {
+    int32_t pad_h, pad_w;
+    int32_t act_min, act_max;
+} dw_params;
+
+/* Validates the operator (check) or only derives its parameters (eval, after check passed). */
+static mq_status dw_prepare(const mq_op_ctx *ctx, dw_params *p, int validate)
+{
+    const mq_op_options *o = ctx->options;
+    const mq_tensor *in, *filter, *bias, *out;
+    int32_t out_h = 0, out_w = 0, ch;
+    mq_status s;
+
+    if (ctx->ninputs < 2 || ctx->ninputs > 3 || ctx->noutputs != 1) return MQ_ERR_MALFORMED;
+    in = ctx->inputs[0];
+    filter = ctx->inputs[1];
+    bias = ctx->ninputs == 3 ? ctx->inputs[2] : NULL;
+    out = ctx->outputs[0];
+    if (in == NULL || filter == NULL || out == NULL || o == NULL) return MQ_ERR_MALFORMED;
+
+    if ((s = mq_check_int8_activation(in)) != MQ_OK) return s;
+    if ((s = mq_check_int8_activation(out)) != MQ_OK) return s;
+    if (in->ndims != 4 || out->ndims != 4) return MQ_ERR_SHAPE;
+    if (filter->type != MQ_INT8) return MQ_ERR_UNSUPPORTED_TYPE;
+    if ((s = mq_check_rank_positive(filter, 4)) != MQ_OK) return s;
+
+    /* TFLM keeps the depth multiplier in an int16 field. */
+    if (o->depth_multiplier < 1 || o->depth_multiplier > INT16_MAX) return MQ_ERR_UNSUPPORTED_OPTION;
+    if (in->dims[0] != out->dims[0] || filter->dims[0] != 1 || filter->dims[3] != out->dims[3])
+        return MQ_ERR_SHAPE;
+    if ((int64_t)in->dims[3] * o->depth_multiplier != (int64_t)out->dims[3]) return MQ_ERR_SHAPE;
+    if ((s = mq_check_bias(bias, out->dims[3])) != MQ_OK) return s;
+
+    if ((s = mq_window(o->padding, in->dims[1], filter->dims[1], o->stride_h, o->dilation_h,
+                       &out_h, &p->pad_h)) != MQ_OK) return s;
+    if ((s = mq_window(o->padding, in->dims[2], filter->dims[2], o->stride_w, o->dilation_w,
+                       &out_w, &p->pad_w)) != MQ_OK) return s;
+    if (out->dims[1] != out_h || out->dims[2] != out_w) return MQ_ERR_SHAPE;
+
+    if ((s = mq_check_int8_weights(filter, 3)) != MQ_OK) return s;
+    /* TFLM's depthwise kernel also wants as many zero points as scales. */
+    if (filter->nzero_points != filter->nscales) return MQ_ERR_QUANTIZATION;
+    for (ch = 0; validate && ch < out->dims[3]; ++ch) {
+        int32_t m;
+        int shift;
+        s = mq_channel_multiplier(in->scale, mq_weight_scale(filter, ch), out->scale, &m, &shift);
+        if (s != MQ_OK) return s;
+    }
+    return mq_activation_range_int8(o->activation, out, &p->act_min, &p->act_max);
+}
+
+mq_status mq_check_depthwise_conv_2d(const mq_op_ctx *ctx)
+{
+    dw_params p;
+    return dw_prepare(ctx, &p, 1);
+}
+
+mq_status mq_eval_depthwise_conv_2d(const mq_op_ctx *ctx)
+{
+    const mq_op_options *o = ctx->options;
+    const mq_tensor *in = ctx->inputs[0], *filter = ctx->inputs[1];
+    const mq_tensor *bias = ctx->ninputs == 3 ? ctx->inputs[2] : NULL;
+    const mq_tensor *out = ctx->outputs[0];
+    const int8_t *x = (const int8_t *)in->data;
+    const int8_t *w = (const int8_t *)filter->data;
+    int8_t *y = (int8_t *)out->data;
+    const int32_t in_offset = -in->zero_point;
+    const int32_t in_h = in->dims[1], in_w = in->dims[2];
+    const int32_t k_h = filter->dims[1], k_w = filter->dims[2];
+    const int32_t out_c = out->dims[3];
+    const int32_t dm = o->depth_multiplier;
+    int32_t multiplier[CHANNEL_BLOCK];
+    int shift[CHANNEL_BLOCK];
+    dw_params p;
+    int32_t c0, b, oy, ox, i;
+    mq_status s = dw_prepare(ctx, &p, 0);
+    if (s != MQ_OK) return s;
+
+    for (c0 = 0; c0 < out_c; c0 += CHANNEL_BLOCK) {
+        const int32_t n = out_c - c0 < CHANNEL_BLOCK ? out_c - c0 : CHANNEL_BLOCK;
+        for (i = 0; i < n; ++i) {
+            if (filter->nscales == 1 && (c0 > 0 || i > 0)) { /* per-tensor: computed once */
+                multiplier[i] = multiplier[0];
+                shift[i] = shift[0];
+            } else {
+                (void)mq_channel_multiplier(in->scale, mq_weight_scale(filter, c0 + i), out->scale,
+                                            &multiplier[i], &shift[i]);
+            }
+        }
+        for (b = 0; b < in->dims[0]; ++b) {
+            for (oy = 0; oy < out->dims[1]; ++oy) {
+                const int32_t y0 = oy * o->stride_h - p.pad_h;
+                for (ox = 0; ox < out->dims[2]; ++ox) {
+                    const int32_t x0 = ox * o->stride_w - p.pad_w;
+                    for (i = 0; i < n; ++i) {
+                        const int32_t oc = c0 + i;
+                        const int32_t ic = oc / dm;
+                        uint32_t acc = 0; /* int32 arithmetic modulo 2^32, as TFLM's */
+                        int32_t ky, kx, v;
+                        for (ky = 0; ky < k_h; ++ky) {
+                            const int32_t iy = y0 + o->dilation_h * ky;
+                            if (iy < 0 || iy >= in_h) continue;
+                            for (kx = 0; kx < k_w; ++kx) {
+                                const int32_t ix = x0 + o->dilation_w * kx;
+                                int32_t xv, wv;
+                                if (ix < 0 || ix >= in_w) continue;
+                                xv = x[mq_offset4(in->dims, b, iy, ix, ic)];
+                                wv = w[mq_offset4(filter->dims, 0, ky, kx, oc)];
+                                acc += (uint32_t)(wv * (xv + in_offset));
+                            }
+                        }
+                        if (bias != NULL) acc += (uint32_t)mq_load_i32(bias->data, (uint32_t)oc);
+                        v = mq_multiply_by_quantized_multiplier(mq_wrap_i32(acc), multiplier[i], shift[i]);
+                        v = mq_clamp(mq_add_wrap(v, out->zero_point), p.act_min, p.act_max);
+                        y[mq_offset4(out->dims, b, oy, ox, oc)] = (int8_t)v;
+                    }
+                }
+            }
+        }
+    }
+    return MQ_OK;
+}

@@ -1,0 +1,132 @@
+/*
+ * FULLY_CONNECTED, int8 activations, int8 weights [units, depth] (per-channel or per-tensor),
+ * optional int32 bias [units]. The input of any rank is read as [batches, depth] rows, batches
+ * being the output's element count over its last dimension (units), as TFLM does; keep_num_dims
+ * only changes the output's shape, which the model states.
+ *
+ * Arithmetic as TFLM's reference FullyConnected / FullyConnectedPerChannel. Per-tensor and
+ * per-channel multipliers are both (double)input_scale * (double)filter_scale / (double)output_scale:
+ * that is what the tflm-host oracle (tflite-micro 0.dev20261023) computes, measured on scales where
+ * a float product would round differently (tests/test_builtin_ops_linear.py). TFLM's source of
+ * August 2026 still multiplies the per-tensor scales in float; a TFLM built from it can differ
+ * from tflm-host (and from this runtime) by one LSB on rare outputs.
+ */
+#include <math.h>
+
+#include "../mq_fixedpoint.h"
+#include "mq_op_util.h"
+
+#define CHANNEL_BLOCK 32
+
+typedef struct fc_params {
+    int32_t units, depth, batches;
+    int32_t act_min, act_max;
+} fc_params;
+
+/* Multiplier of output unit `ch` (the same for every unit with per-tensor weights). */
+static mq_status fc_multiplier(const mq_tensor *in, const mq_tensor *filter, const mq_tensor *out,
+                               int32_t ch, int32_t *multiplier, int *shift)
+{
+    return mq_channel_multiplier(in->scale, mq_weight_scale(filter, ch), out->scale, multiplier, shift);
+}
+
+/* Validates the operator (check) or only derives its parameters (eval, after check passed). */
+static mq_status fc_prepare(const mq_op_ctx *ctx, fc_params *p, int validate)
+{
+    const mq_op_options *o = ctx->options;
+    const mq_tensor *in, *filter, *bias, *out;
+    uint32_t out_elements;
+    int32_t ch;
+    mq_status s;
+
+    if (ctx->ninputs < 2 || ctx->ninputs > 3 || ctx->noutputs != 1) return MQ_ERR_MALFORMED;
+    in = ctx->inputs[0];
+    filter = ctx->inputs[1];
+    bias = ctx->ninputs == 3 ? ctx->inputs[2] : NULL;
+    out = ctx->outputs[0];
+    if (in == NULL || filter == NULL || out == NULL || o == NULL) return MQ_ERR_MALFORMED;
+    if (o->weights_format != 0) return MQ_ERR_UNSUPPORTED_OPTION; /* shuffled weights */
+
+    if ((s = mq_check_int8_activation(in)) != MQ_OK) return s;
+    if ((s = mq_check_int8_activation(out)) != MQ_OK) return s;
+    if (filter->type != MQ_INT8) return MQ_ERR_UNSUPPORTED_TYPE;
+    if ((s = mq_check_rank_positive(filter, 2)) != MQ_OK) return s;
+    if (out->ndims < 1) return MQ_ERR_SHAPE;
+
+    p->units = filter->dims[0];
+    p->depth = filter->dims[1];
+    if (out->dims[out->ndims - 1] != p->units) return MQ_ERR_SHAPE;
+    out_elements = mq_tensor_elements(out);
+    p->batches = (int32_t)(out_elements / (uint32_t)p->units);
+    /* Rows of the input: exactly batches x depth elements. */
+    if ((uint64_t)mq_tensor_elements(in) != (uint64_t)(uint32_t)p->batches * (uint32_t)p->depth)
+        return MQ_ERR_SHAPE;
+    if ((s = mq_check_bias(bias, p->units)) != MQ_OK) return s;
+
+    if ((s = mq_check_int8_weights(filter, 0)) != MQ_OK) return s;
+    if (validate && filter->nscales == 1 && bias != NULL) {
+        /* TFLM's per-tensor path insists that the bias scale is input_scale * filter_scale
+         * (within 2% of an output step). */
+        const double product = (double)in->scale * (double)filter->scale;
+        if (!(fabs(product - (double)bias->scale) / (double)out->scale <= 0.02)) return MQ_ERR_QUANTIZATION;
+    }
+    for (ch = 0; validate && ch < p->units; ++ch) {
+        int32_t m;
+        int shift;
+        if ((s = fc_multiplier(in, filter, out, ch, &m, &shift)) != MQ_OK) return s;
+        if (filter->nscales == 1) break; /* one multiplier for all units */
+    }
+    return mq_activation_range_int8(o->activation, out, &p->act_min, &p->act_max);
+}
+
+mq_status mq_check_fully_connected(const mq_op_ctx *ctx)
+{
+    fc_params p;
+    return fc_prepare(ctx, &p, 1);
+}
+
+mq_status mq_eval_fully_connected(const mq_op_ctx *ctx)
+{
+    const mq_tensor *in = ctx->inputs[0], *filter = ctx->inputs[1];
+    const mq_tensor *bias = ctx->ninputs == 3 ? ctx->inputs[2] : NULL;
+    const mq_tensor *out = ctx->outputs[0];
+    const int8_t *x = (const int8_t *)in->data;
+    const int8_t *w = (const int8_t *)filter->data;
+    int8_t *y = (int8_t *)out->data;
+    const int32_t in_offset = -in->zero_point;
+    int32_t multiplier[CHANNEL_BLOCK];
+    int shift[CHANNEL_BLOCK];
+    fc_params p;
+    int32_t c0, b, i, d;
+    mq_status s = fc_prepare(ctx, &p, 0);
+    if (s != MQ_OK) return s;
+
+    for (c0 = 0; c0 < p.units; c0 += CHANNEL_BLOCK) {
+        const int32_t n = p.units - c0 < CHANNEL_BLOCK ? p.units - c0 : CHANNEL_BLOCK;
+        for (i = 0; i < n; ++i) {
+            if (filter->nscales == 1 && (c0 > 0 || i > 0)) { /* per-tensor: computed once */
+                multiplier[i] = multiplier[0];
+                shift[i] = shift[0];
+            } else {
+                (void)fc_multiplier(in, filter, out, c0 + i, &multiplier[i], &shift[i]);
+            }
+        }
+        for (b = 0; b < p.batches; ++b) {
+            const int8_t *row = x + (uint32_t)b * (uint32_t)p.depth;
+            for (i = 0; i < n; ++i) {
+                const int32_t oc = c0 + i;
+                const int8_t *wrow = w + (uint32_t)oc * (uint32_t)p.depth;
+                uint32_t acc = 0; /* int32 arithmetic modulo 2^32, as TFLM's */
+                int32_t v;
+                for (d = 0; d < p.depth; ++d) {
+                    acc += (uint32_t)((int32_t)wrow[d] * ((int32_t)row[d] + in_offset));
+                }
+                if (bias != NULL) acc += (uint32_t)mq_load_i32(bias->data, (uint32_t)oc);
+                v = mq_multiply_by_quantized_multiplier(mq_wrap_i32(acc), multiplier[i], shift[i]);
+                v = mq_clamp(mq_add_wrap(v, out->zero_point), p.act_min, p.act_max);
+                y[(uint32_t)b * (uint32_t)p.units + (uint32_t)oc] = (int8_t)v;
+            }
+        }
+    }
+    return MQ_OK;
+}

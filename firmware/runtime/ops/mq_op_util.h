@@ -1,0 +1,132 @@
+/*
+ * Helpers shared by the operator modules: tensor checks, fused-activation ranges, SAME/VALID
+ * windows, per-channel requantization multipliers, 4-D offsets, wrapping int32 arithmetic and
+ * unaligned loads from model buffers.
+ *
+ * The formulas follow TensorFlow Lite Micro's kernels (re-derived, see mq_op_util.c), so that a
+ * kernel built on them is bit-exact with TFLM's reference kernels.
+ */
+#ifndef MQ_OP_UTIL_H
+#define MQ_OP_UTIL_H
+
+#include <stdint.h>
+#include <string.h>
+
+#include "../mq_ops.h"
+
+#define MQ_INT8_MIN (-128)
+#define MQ_INT8_MAX 127
+
+/* Largest left shift a requantization may use: the left shift of a 32-bit value must stay < 32. */
+#define MQ_MAX_LEFT_SHIFT 31
+
+/* 1 when s can be divided by and multiplied with: > 0 and finite (NaN fails). */
+int mq_scale_ok(float s);
+
+/* An int8 activation: type int8, per-tensor quantization, valid scale, zero point in int8 range. */
+mq_status mq_check_int8_activation(const mq_tensor *t);
+
+/* Every dimension >= 1 (zero-sized tensors are not supported), element count <= INT32_MAX. */
+mq_status mq_check_dims_positive(const mq_tensor *t);
+
+/* ndims == rank and every dimension >= 1. */
+mq_status mq_check_rank_positive(const mq_tensor *t, uint8_t rank);
+
+/*
+ * int8 weights as TFLM's convolution-like kernels take them: type int8, one scale or one scale per
+ * channel of dimension `channel_dim` (and the tensor's quantized_dimension names a dimension of that
+ * size, as TFLM checks), every scale > 0 and finite, every zero point 0 (TFLM ignores weight zero
+ * points in its int8 kernels, so a non-zero one would be computed wrongly: rejected).
+ */
+mq_status mq_check_int8_weights(const mq_tensor *w, uint8_t channel_dim);
+
+/* Optional int32 bias with exactly `channels` elements (NULL is fine). */
+mq_status mq_check_bias(const mq_tensor *bias, int32_t channels);
+
+/* Scale of channel `ch` of weights checked by mq_check_int8_weights (the only scale if per-tensor). */
+float mq_weight_scale(const mq_tensor *w, int32_t ch);
+
+/*
+ * Requantization multiplier of one output channel of CONV_2D / DEPTHWISE_CONV_2D / per-channel
+ * FULLY_CONNECTED: (double)input_scale * (double)filter_scale / (double)output_scale, quantized.
+ * MQ_ERR_QUANTIZATION when the shift would exceed MQ_MAX_LEFT_SHIFT.
+ */
+mq_status mq_channel_multiplier(float input_scale, float filter_scale, float output_scale,
+                                int32_t *multiplier, int *shift);
+
+/* QuantizeMultiplier of `real`, rejecting left shifts above MQ_MAX_LEFT_SHIFT. */
+mq_status mq_checked_multiplier(double real, int32_t *multiplier, int *shift);
+
+/*
+ * Output range of an int8 output with a fused activation (NONE, RELU, RELU_N1_TO_1, RELU6), as
+ * TFLM's CalculateActivationRangeQuantized. TANH, SIGN_BIT and unknown codes: MQ_ERR_UNSUPPORTED_OPTION.
+ */
+mq_status mq_activation_range_int8(int32_t activation, const mq_tensor *output,
+                                   int32_t *act_min, int32_t *act_max);
+
+/*
+ * One spatial axis of a convolution or pooling window, as TFLM computes it: the output size for
+ * SAME / VALID padding and the padding before the first element. Fails (MQ_ERR_UNSUPPORTED_OPTION)
+ * on an unknown padding, stride or dilation outside [1, 32767] (TFLM truncates them to int16) or
+ * filter < 1; (MQ_ERR_SHAPE) when the output would be empty; (MQ_ERR_LIMIT) when the padding
+ * exceeds 32767 (int16 in TFLM too) or a window coordinate could leave the int32 range.
+ */
+mq_status mq_window(int32_t padding, int32_t in_size, int32_t filter_size, int32_t stride,
+                    int32_t dilation, int32_t *out_size, int32_t *pad_before);
+
+/*
+ * Elementwise binary operators with broadcasting (ADD, MUL): numpy rules over up to MQ_MAX_DIMS
+ * dimensions, shapes aligned at the last dimension. The output must have the broadcast shape.
+ * Dimensions are merged where possible so that the innermost rows are long.
+ */
+typedef struct mq_broadcast {
+    int32_t rank;                  /* >= 1 after merging */
+    int32_t dims[MQ_MAX_DIMS];     /* output dimensions, outermost first */
+    uint32_t stride1[MQ_MAX_DIMS]; /* element strides of input 1 per output dimension (0: broadcast) */
+    uint32_t stride2[MQ_MAX_DIMS];
+} mq_broadcast;
+
+mq_status mq_broadcast_prepare(const mq_tensor *in1, const mq_tensor *in2, const mq_tensor *out,
+                               mq_broadcast *bc);
+
+/* Computes one innermost row: out[i] = f(in1[i * step1], in2[i * step2]) for i < n. */
+typedef void (*mq_broadcast_row_fn)(const int8_t *in1, uint32_t step1, const int8_t *in2,
+                                    uint32_t step2, int8_t *out, int32_t n, const void *params);
+
+/* Runs `row` over every innermost row of the broadcast (no recursion, no scratch memory). */
+void mq_broadcast_run(const mq_broadcast *bc, const int8_t *in1, const int8_t *in2, int8_t *out,
+                      mq_broadcast_row_fn row, const void *params);
+
+/* Flat offset of [b][y][x][c] in a 4-D NHWC tensor; the caller keeps every index in range. */
+static inline uint32_t mq_offset4(const int32_t *dims, int32_t b, int32_t y, int32_t x, int32_t c)
+{
+    return (((uint32_t)b * (uint32_t)dims[1] + (uint32_t)y) * (uint32_t)dims[2] + (uint32_t)x) *
+               (uint32_t)dims[3] + (uint32_t)c;
+}
+
+/* Two's-complement reinterpretation of a uint32 (no implementation-defined conversion). */
+static inline int32_t mq_wrap_i32(uint32_t u)
+{
+    return u <= (uint32_t)INT32_MAX ? (int32_t)u : (int32_t)(u - 2147483648u) - INT32_MAX - 1;
+}
+
+/* a + b wrapping modulo 2^32, as TFLM's int32 arithmetic behaves on overflow, without UB. */
+static inline int32_t mq_add_wrap(int32_t a, int32_t b)
+{
+    return mq_wrap_i32((uint32_t)a + (uint32_t)b);
+}
+
+static inline int32_t mq_clamp(int32_t v, int32_t lo, int32_t hi)
+{
+    return v < lo ? lo : (v > hi ? hi : v);
+}
+
+/* Element i of an int32 vector that may be unaligned (model buffers). */
+static inline int32_t mq_load_i32(const void *base, uint32_t i)
+{
+    int32_t v;
+    memcpy(&v, (const uint8_t *)base + (size_t)i * 4u, sizeof v);
+    return v;
+}
+
+#endif /* MQ_OP_UTIL_H */

@@ -1,0 +1,118 @@
+/*
+ * AVERAGE_POOL_2D and MAX_POOL_2D, int8 [N,H,W,C] -> [N,OH,OW,C], SAME / VALID padding, strides,
+ * fused activation. As TFLM's reference integer pooling: the window is clipped to the input (padding
+ * never counts), the average rounds half away from zero by integer division, and input and output
+ * must share their quantization (no requantization happens).
+ */
+#include <math.h>
+
+#include "mq_op_util.h"
+
+typedef struct pool_params {
+    int32_t pad_h, pad_w;
+    int32_t act_min, act_max;
+} pool_params;
+
+static mq_status pool_prepare(const mq_op_ctx *ctx, pool_params *p)
+{
+    const mq_op_options *o = ctx->options;
+    const mq_tensor *in, *out;
+    int32_t out_h = 0, out_w = 0;
+    mq_status s;
+
+    if (ctx->ninputs != 1 || ctx->noutputs != 1) return MQ_ERR_MALFORMED;
+    in = ctx->inputs[0];
+    out = ctx->outputs[0];
+    if (in == NULL || out == NULL || o == NULL) return MQ_ERR_MALFORMED;
+    if ((s = mq_check_int8_activation(in)) != MQ_OK) return s;
+    if ((s = mq_check_int8_activation(out)) != MQ_OK) return s;
+    if (in->ndims != 4 || out->ndims != 4) return MQ_ERR_SHAPE;
+    if (in->dims[0] != out->dims[0] || in->dims[3] != out->dims[3]) return MQ_ERR_SHAPE;
+
+    if ((s = mq_window(o->padding, in->dims[1], o->filter_h, o->stride_h, 1, &out_h, &p->pad_h)) != MQ_OK)
+        return s;
+    if ((s = mq_window(o->padding, in->dims[2], o->filter_w, o->stride_w, 1, &out_w, &p->pad_w)) != MQ_OK)
+        return s;
+    if (out->dims[1] != out_h || out->dims[2] != out_w) return MQ_ERR_SHAPE;
+    /* The int32 sum of an averaging window stays exact: at most 2^23 values of magnitude <= 128. */
+    {
+        const int64_t win_h = o->filter_h < in->dims[1] ? o->filter_h : in->dims[1];
+        const int64_t win_w = o->filter_w < in->dims[2] ? o->filter_w : in->dims[2];
+        if (win_h * win_w > ((int64_t)1 << 23)) return MQ_ERR_LIMIT;
+    }
+
+    /* TFLM: |input_scale - output_scale| (a float difference) <= 1e-6 and equal zero points. */
+    if (!((double)fabsf(in->scale - out->scale) <= 1.0e-6)) return MQ_ERR_QUANTIZATION;
+    if (in->zero_point != out->zero_point) return MQ_ERR_QUANTIZATION;
+    return mq_activation_range_int8(o->activation, out, &p->act_min, &p->act_max);
+}
+
+mq_status mq_check_average_pool_2d(const mq_op_ctx *ctx)
+{
+    pool_params p;
+    return pool_prepare(ctx, &p);
+}
+
+mq_status mq_check_max_pool_2d(const mq_op_ctx *ctx)
+{
+    pool_params p;
+    return pool_prepare(ctx, &p);
+}
+
+/* One pass over the output; `average` selects the reduction. */
+static mq_status pool_eval(const mq_op_ctx *ctx, int average)
+{
+    const mq_op_options *o = ctx->options;
+    const mq_tensor *in = ctx->inputs[0], *out = ctx->outputs[0];
+    const int8_t *x = (const int8_t *)in->data;
+    int8_t *y = (int8_t *)out->data;
+    const int32_t in_h = in->dims[1], in_w = in->dims[2], depth = in->dims[3];
+    pool_params p;
+    int32_t b, oy, ox, c;
+    mq_status s = pool_prepare(ctx, &p);
+    if (s != MQ_OK) return s;
+
+    for (b = 0; b < in->dims[0]; ++b) {
+        for (oy = 0; oy < out->dims[1]; ++oy) {
+            const int32_t y0 = oy * o->stride_h - p.pad_h;
+            const int32_t ky_start = y0 < 0 ? -y0 : 0;
+            const int32_t ky_end = o->filter_h < in_h - y0 ? o->filter_h : in_h - y0;
+            for (ox = 0; ox < out->dims[2]; ++ox) {
+                const int32_t x0 = ox * o->stride_w - p.pad_w;
+                const int32_t kx_start = x0 < 0 ? -x0 : 0;
+                const int32_t kx_end = o->filter_w < in_w - x0 ? o->filter_w : in_w - x0;
+                for (c = 0; c < depth; ++c) {
+                    int32_t acc = average ? 0 : MQ_INT8_MIN, count = 0, ky, kx;
+                    for (ky = ky_start; ky < ky_end; ++ky) {
+                        for (kx = kx_start; kx < kx_end; ++kx) {
+                            const int32_t v = x[mq_offset4(in->dims, b, y0 + ky, x0 + kx, c)];
+                            if (average) {
+                                acc += v;
+                            } else if (v > acc) {
+                                acc = v;
+                            }
+                            ++count;
+                        }
+                    }
+                    if (average) {
+                        /* check() proved the window is never empty; stay safe regardless. */
+                        if (count == 0) return MQ_ERR_SHAPE;
+                        acc = acc > 0 ? (acc + count / 2) / count : (acc - count / 2) / count;
+                    }
+                    y[mq_offset4(out->dims, b, oy, ox, c)] = (int8_t)mq_clamp(acc, p.act_min, p.act_max);
+                }
+            }
+        }
+    }
+    return MQ_OK;
+}
+
+mq_status mq_eval_average_pool_2d(const mq_op_ctx *ctx)
+{
+    return pool_eval(ctx, 1);
+}
+
+mq_status mq_eval_max_pool_2d(const mq_op_ctx *ctx)
+{
+    return pool_eval(ctx, 0);
+}
