@@ -136,7 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Train (or load) a model, fine-tune it with QAT, convert it to int8 with PTQ and from\n"
                     "the QAT model, and evaluate every rung on the same test split:\n"
-                    "  keras-float, keras-qat, {ptq,qat}/litert, {ptq,qat}/litert-ref, {ptq,qat}/tflm-host\n"
+                    "  keras-float, keras-qat, {ptq,qat}/litert, {ptq,qat}/litert-ref, {ptq,qat}/tflm-host,\n"
+                    "  {ptq,qat}/builtin-host (mcuquant's C runtime on the host)\n"
                     "Error rates with Wilson 95% intervals, McNemar exact tests between rungs, and\n"
                     "byte-identical output rates between interpreters with the first diverging operator.",
         epilog="example:\n  mcuquant compare --data builtin:digits --model zoo:cnn --json out.json\n"

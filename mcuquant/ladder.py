@@ -1,6 +1,10 @@
 """The accuracy ladder: every step from the float Keras model to the int8 interpreters, same samples.
 
     keras-float -> keras-qat -> {ptq,qat}/litert -> {ptq,qat}/litert-ref -> {ptq,qat}/tflm-host
+                -> {ptq,qat}/builtin-host
+
+builtin-host is mcuquant's own C runtime compiled for the host; it runs int8 models only, so an
+int16x8 conversion gets no builtin-host rung.
 
 `run_compare` goes from a Config to a report (a plain dict, written as report.json), leaving every
 artifact in the work directory so each step can be inspected or re-run alone.
@@ -24,6 +28,7 @@ from mcuquant.models import check_model_source
 from mcuquant.progress import console
 
 FLOAT_EPOCHS_FOR_ZOO = 30
+INT8_VARIANTS = ("ptq", "qat")  # conversions the builtin runtime can run
 
 
 @dataclass
@@ -129,17 +134,21 @@ def run_compare(cfg: Config, out_dir: str | Path, *, progress: bool = True) -> d
     rungs = [Rung("keras-float", _keras_predictions(model, data)), Rung("keras-qat", _keras_predictions(qat_model, data))]
     agreements = []
     for conv in conversions:
-        runners = {kind: Runner(kind, conv.tflite) for kind in RUNTIMES}
+        kinds = [k for k in RUNTIMES if k != "builtin-host" or conv.variant in INT8_VARIANTS]
+        runners = {kind: Runner(kind, conv.tflite) for kind in kinds}
         xq = quantize(data.x_test, runners["tflm-host"].input)
         np.save(out / f"{conv.variant}_test_inputs.npy", xq)  # exactly what a device will be sent
         raw = {kind: r.run(xq, label=f"{conv.variant}/{kind}", progress=progress) for kind, r in runners.items()}
-        for kind in RUNTIMES:
+        for kind in kinds:
             if data.task == "classification":
                 predictions = np.argmax(raw[kind].reshape(len(xq), -1), axis=1)
             else:
                 predictions = dequantize(raw[kind], runners[kind].output).reshape(data.y_test.shape)
             rungs.append(Rung(f"{conv.variant}/{kind}", predictions, raw[kind]))
-        for a, b in (("litert", "tflm-host"), ("litert-ref", "tflm-host"), ("litert", "litert-ref")):
+        pairs = [("litert", "tflm-host"), ("litert-ref", "tflm-host"), ("litert", "litert-ref")]
+        if "builtin-host" in kinds:
+            pairs.append(("builtin-host", "tflm-host"))
+        for a, b in pairs:
             agreements.append({"variant": conv.variant,
                                **agreement(conv.tflite, xq, a, raw[a], b, raw[b],
                                            classification=data.task == "classification")})

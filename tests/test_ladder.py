@@ -10,8 +10,8 @@ import pytest
 from mcuquant.data import Dataset
 from mcuquant.interpreters import Runner, quantize
 
-RUNG_IDS = ["keras-float", "keras-qat", "ptq/litert", "ptq/litert-ref", "ptq/tflm-host",
-            "qat/litert", "qat/litert-ref", "qat/tflm-host"]
+RUNG_IDS = ["keras-float", "keras-qat", "ptq/litert", "ptq/litert-ref", "ptq/tflm-host", "ptq/builtin-host",
+            "qat/litert", "qat/litert-ref", "qat/tflm-host", "qat/builtin-host"]
 
 
 def _mcuquant(*args, timeout=600):
@@ -54,6 +54,10 @@ def test_report_compares_every_adjacent_pair_and_float_against_each_int8_rung(di
         assert 0 <= c["mcnemar_p"] <= 1 and c["verdict"]
     # Interpreters of the same conversion carry byte-level agreement too.
     assert "bit_exact_rate" in pairs[("ptq/litert-ref", "ptq/tflm-host")]
+    # mcuquant's C runtime is byte-identical with TFLM on both conversions.
+    builtin = [a for a in report["agreement"] if (a["a"], a["b"]) == ("builtin-host", "tflm-host")]
+    assert [a["variant"] for a in builtin] == ["ptq", "qat"]
+    assert all(a["bit_exact_rate"] == 1.0 and a["n"] == 360 for a in builtin)
 
 
 def test_same_int8_model_rungs_differ_only_where_outputs_differ(digits_report):
