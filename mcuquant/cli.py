@@ -75,9 +75,14 @@ def cmd_export(args: argparse.Namespace) -> int:
         tflite = path.read_bytes()
     except OSError as exc:
         raise ModelError(f"cannot read {path}: {exc.strerror}; give the path of a .tflite file") from None
-    result = export_model(tflite, args.out, name=args.name or path.name, backend=args.backend)
+    result = export_model(tflite, args.out, name=args.name or path.name, backend=args.backend, core=args.core)
     print(f"exported {path} ({result.model_bytes} bytes, sha256 {result.sha256[:12]}...) as `{result.identifier}`: "
-          f"ops {', '.join(result.ops)}; arena estimate {result.arena_bytes} bytes")
+          f"ops {', '.join(result.ops)}")
+    if result.arena_exact:
+        print(f"  builtin runtime on {result.core}: arena {result.arena_bytes} bytes (exact), "
+              f"runtime code {result.runtime_code_bytes} bytes")
+    else:
+        print(f"  {args.backend} backend: arena estimate {result.arena_bytes} bytes (activations only)")
     for file in result.files:
         print(f"  {file}")
     return 0
@@ -153,12 +158,17 @@ def build_parser() -> argparse.ArgumentParser:
         "export", help="emit an int8 .tflite as an aligned C array and a model config header",
         description="Check the model against a device backend (ops, options, tensor and buffer references), "
                     "then write model_data.c/.h (16-byte aligned array and its length) and model_config.h "
-                    "(ops, input/output shapes, scales, zero points, arena estimate, SHA-256).")
+                    "(ops, input/output shapes, scales, zero points, arena size, SHA-256).\n"
+                    "For the builtin backend the model is checked by mcuquant's C runtime itself, the arena\n"
+                    "size is exact for the chosen core and the runtime's code size is reported.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     export.add_argument("model", help="the .tflite file")
     export.add_argument("--out", default="mcuquant-out/export", metavar="DIR", help="output folder (default: %(default)s)")
     export.add_argument("--name", help="base of the C identifier (default: the model's file name)")
     export.add_argument("--backend", default="builtin", choices=("builtin", "tflm"),
                         help="device runtime the model must be supported by (default: %(default)s)")
+    export.add_argument("--core", default="cortex-m4", choices=("cortex-m0plus", "cortex-m4", "cortex-m7"),
+                        help="Cortex-M core for the builtin runtime's code size (default: %(default)s)")
     export.set_defaults(func=cmd_export)
 
     boards = sub.add_parser(

@@ -174,10 +174,13 @@ class ModelInfo:
 class ExportResult:
     files: tuple[Path, ...]  # model_data.c, model_data.h, model_config.h
     identifier: str  # the C array's name; its length constant is f"{identifier}_len"
-    arena_bytes: int  # MCUQUANT_ARENA_BYTES, see estimate_arena_bytes()
+    arena_bytes: int  # MCUQUANT_ARENA_BYTES: exact for builtin (see _builtin_sizes), an estimate for tflm
     ops: tuple[str, ...]  # op names used, sorted
     sha256: str
     model_bytes: int
+    arena_exact: bool = False  # True when arena_bytes comes from the builtin runtime's own planner
+    core: str | None = None  # the Cortex-M core the builtin figures are for
+    runtime_code_bytes: int | None = None  # flash the builtin runtime adds on that core
 
 
 def _schema():
@@ -420,8 +423,8 @@ def estimate_arena_bytes(info: ModelInfo, alignment: int = _ARENA_ALIGNMENT) -> 
     already placed tensor whose lifetime overlaps; the estimate is the highest end offset.
 
     This is an estimate of activation memory only: no kernel scratch buffers, no runtime
-    bookkeeping, no in-place reuse (e.g. RESHAPE). The built-in runtime's own planner (issue 4,
-    item 2) will replace or verify it.
+    bookkeeping, no in-place reuse (e.g. RESHAPE). The builtin backend's exports use the runtime's
+    own plan instead (exact); this estimate remains for the tflm backend.
     """
     last_step = max(len(info.operators) - 1, 0)
     first: dict[int, int] = {}
@@ -497,16 +500,35 @@ def _io_tensor(info: ModelInfo, t: int) -> dict:
     }
 
 
-def export_model(tflite: bytes, out_dir, *, name: str | None = None, backend: str = "builtin") -> ExportResult:
+def _builtin_sizes(data: bytes, core: str) -> tuple[int, int]:
+    """(arena bytes, runtime code bytes) of the builtin runtime on ``core``.
+
+    The model goes through the real runtime compiled for the host (mq_init: every check the device
+    makes, so an unsupported op or option fails here, before anything is written), and the arena
+    figure is the runtime's own plan with the target's 32-bit metadata sizes
+    (mcuquant.builtin.cross.device_arena_bytes): exactly what mq_init asks for on the device.
+    """
+    from mcuquant.builtin import cross
+
+    return cross.device_arena_bytes(data, core), cross.code_size(core)
+
+
+def export_model(tflite: bytes, out_dir, *, name: str | None = None, backend: str = "builtin",
+                 core: str = "cortex-m4") -> ExportResult:
     """Check ``tflite`` for ``backend`` and write model_data.c, model_data.h and model_config.h.
 
     ``name`` (a model or file name, e.g. ``"kws_ref_model.tflite"``) gives the C identifier of the
-    array; default ``"model"``. Nothing is written when the check fails.
+    array; default ``"model"``. Nothing is written when the check fails. For the builtin backend
+    the arena size is exact for ``core`` and the runtime's code size is reported (this needs the
+    host gcc and arm-none-eabi-gcc: ``make setup``); for tflm the arena is an estimate.
     """
     data = bytes(tflite)
     info = _load_checked(data, backend)
     ident = c_identifier(name or "model")
-    arena = estimate_arena_bytes(info)
+    if backend == "builtin":
+        arena, code_bytes = _builtin_sizes(data, core)
+    else:
+        arena, code_bytes = estimate_arena_bytes(info), None
     sha = info.sha256
     context = {
         "version": __version__,
@@ -524,6 +546,9 @@ def export_model(tflite: bytes, out_dir, *, name: str | None = None, backend: st
         "inputs": [_io_tensor(info, t) for t in info.inputs],
         "outputs": [_io_tensor(info, t) for t in info.outputs],
         "arena_bytes": arena,
+        "arena_exact": code_bytes is not None,
+        "core": core,
+        "runtime_code_bytes": code_bytes,
         "arena_alignment": _ARENA_ALIGNMENT,
         "largest_activation_bytes": max(
             (t.nbytes for t in info.tensors if not t.is_constant), default=0
@@ -541,4 +566,5 @@ def export_model(tflite: bytes, out_dir, *, name: str | None = None, backend: st
         path = out / fname
         path.write_bytes(text.encode("ascii"))
         files.append(path)
-    return ExportResult(tuple(files), ident, arena, info.ops_used, sha, len(data))
+    return ExportResult(tuple(files), ident, arena, info.ops_used, sha, len(data), arena_exact=code_bytes is not None,
+                        core=core if code_bytes is not None else None, runtime_code_bytes=code_bytes)

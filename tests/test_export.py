@@ -255,3 +255,27 @@ def test_cli_export_writes_the_files_and_refuses_garbage(shared_models, tmp_path
     assert main(["export", str(tmp_path / "bad.tflite"), "--out", str(tmp_path / "bad")]) == 2
     assert "mcuquant: error:" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()  # nothing emitted for a bad model
+
+
+def test_builtin_export_has_the_runtime_arena_and_code_size(kws_bytes, tmp_path):
+    """The builtin backend's arena is the runtime's own figure for a 32-bit core: its activation plan
+    plus the metadata laid out with the struct sizes the cross compiler reports."""
+    from mcuquant.builtin.cross import cross_build
+    from mcuquant.builtin.host import HostRuntime
+
+    result = export_model(kws_bytes, tmp_path, name="kws")
+    assert result.arena_exact and result.core == "cortex-m4"
+    runtime = HostRuntime(kws_bytes)
+    sizes = cross_build("cortex-m4").struct_sizes
+    metadata = runtime.metadata_bytes(sizes["tensor"], sizes["op"], sizes["ptr"], sizes["plan_entry"])
+    assert result.arena_bytes == metadata + runtime.activation_bytes
+    # The activations alone are what the export's planner estimates for tflm; metadata comes on top.
+    info, _, _ = parse_model(kws_bytes)
+    assert runtime.activation_bytes == estimate_arena_bytes(info)
+    assert 0 < metadata < result.arena_bytes
+    assert result.runtime_code_bytes == cross_build("cortex-m4").code_bytes > 10_000
+    config = (tmp_path / "model_config.h").read_text()
+    assert f"#define MCUQUANT_ARENA_BYTES {result.arena_bytes}u" in config
+    assert "#define MCUQUANT_ARENA_EXACT 1" in config
+    tflm = export_model(kws_bytes, tmp_path / "tflm", name="kws", backend="tflm")
+    assert not tflm.arena_exact and tflm.runtime_code_bytes is None
