@@ -11,10 +11,14 @@ every model is compared (both runtimes keep all tensors), so a mismatch names it
   produced the operators (and fused activation) it claims to test.
 - Single-operator models written with the TFLite schema, for corners the converter does not
   reach: left-shifting multipliers, accumulators that wrap around int32, non-zero zero points
-  everywhere, huge reductions.
-- Hand-made models that check() must reject, each with the status it must report.
+  everywhere, rank-6 broadcasting, huge reductions, batches above one.
+- Multiplier precision: scales searched so that computing a requantization multiplier in float
+  instead of double (or the reverse) changes a result, with models that produce exactly that
+  accumulator; ADD over all 65536 input pairs.
+- Hand-made models that check() must reject, each with the status it must report, and a real
+  PTQ model on which TFLM aborts (both refuse it).
 
-A random sweep over many more models is marked slow.
+A random sweep over 150 more PTQ models is marked slow.
 """
 
 from __future__ import annotations
@@ -231,11 +235,11 @@ def test_ptq_model_bit_exact(ptq_models, case):
     model = ptq_models[case]
     _, _, expected, _ = PTQ_CASES[case]
     produced = [(name, act) for name, _, act in operators(model)]
-    missing = list(produced)
+    remaining = list(produced)
     for name, act in expected:
         want = (name, ACT[act] if act is not None else None)
-        assert want in missing, f"{case}: expected {name} with activation {act}; the converter produced {produced}"
-        missing.remove(want)
+        assert want in remaining, f"{case}: expected {name} with activation {act}; the converter produced {produced}"
+        remaining.remove(want)
     assert_bit_exact(model, case)
 
 
@@ -309,7 +313,7 @@ class Net:
         for data in self.buffers:
             b = fb.BufferT()
             if data is not None:
-                b.data = list(data)
+                b.data = np.frombuffer(data, np.uint8)
             model.buffers.append(b)
         builder = flatbuffers.Builder(1024)
         builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
