@@ -1,0 +1,54 @@
+/*
+ * The device end of the serial protocol (firmware/protocol/PROTOCOL.md): turns received bytes
+ * into replies, running the backend (mq_backend.h) for INPUT / INVOKE / READ_OUTPUT.
+ *
+ * No HAL calls: the caller feeds bytes and a millisecond clock and sends what comes back, and the
+ * inference counter is passed in, so the main loop is the only board-specific glue.
+ */
+#ifndef MQ_SERVER_H
+#define MQ_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mq_protocol.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* HELLO_REPLY backend_status when the tensor specs do not fit in one frame. */
+#define MQ_SERVER_STATUS_SPECS_TOO_LARGE 255u
+
+typedef uint32_t (*mq_counter_fn)(void);
+
+typedef struct mq_server {
+    mq_rx rx;
+    uint8_t reply[MQ_PROTO_MAX_WIRE]; /* last executed request's encoded reply, kept for retries */
+    size_t reply_len;
+    uint8_t error_reply[96];          /* frame-level and sequence errors: never cached */
+    uint8_t body[MQ_PROTO_MAX_BODY];  /* a reply body being built */
+    int session;                      /* a HELLO has been served */
+    uint16_t last_seq;
+    uint32_t last_crc;
+    int backend_status;               /* mq_backend_init()'s result */
+    uint32_t input_total, output_total;
+    uint32_t input_next;              /* bytes of the current sample received in order */
+    uint32_t inferences;              /* inferences run since start (RESULT reports it) */
+    mq_counter_fn counter;
+    const char *counter_unit;
+    const char *firmware_version;
+} mq_server;
+
+/* Initializes the backend too (mq_backend_init), whatever its outcome: HELLO reports it. */
+void mq_server_init(mq_server *s, mq_counter_fn counter, const char *counter_unit,
+                    const char *firmware_version);
+
+/* Feed one received byte; returns how many bytes to send from *out (0: nothing to send). *out
+ * stays valid until the next call. */
+size_t mq_server_feed(mq_server *s, uint8_t byte, uint32_t now_ms, const uint8_t **out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* MQ_SERVER_H */

@@ -1,0 +1,308 @@
+"""A link to a device running mcuquant's firmware, over any pyserial URL.
+
+    with Link.open("socket://127.0.0.1:4321", expected_sha256=sha) as link:
+        print(link.info.backend, link.info.counter_unit)
+        y, count = link.infer(x)          # one sample, without batch axis; count in link.info.counter_unit
+
+A serial port (``/dev/ttyACM0``), QEMU's UART (``socket://`` to ``-serial tcp:``) and the host-built
+firmware (mcuquant.device.hostfw) are all reached the same way. The protocol is
+firmware/protocol/PROTOCOL.md: each request is retried with the same sequence number on a
+timeout or a corrupted exchange (the device answers a repeat from its reply cache, so nothing
+runs or counts twice); what the device reports as an error is raised as a typed exception.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import serial
+
+from mcuquant.device import protocol as p
+from mcuquant.errors import DeviceMismatchError, ModelError, TransportError
+
+log = logging.getLogger("mcuquant.device")
+
+
+class DeviceErrorReply(TransportError):
+    """The device refused a request (ERROR frame): ``code`` (protocol.ErrorCode) and ``text``."""
+
+    def __init__(self, message: str, code: int, text: str):
+        super().__init__(message)
+        self.code, self.text = code, text
+
+
+class DeviceNotReadyError(ModelError):
+    """The firmware's backend could not load or run the model; ``info`` is the handshake (or None)."""
+
+    def __init__(self, message: str, info: p.DeviceInfo | None = None):
+        super().__init__(message)
+        self.info = info
+
+
+class Link:
+    """Request/reply exchanges with one device over an open pyserial port.
+
+    ``timeout``: seconds to wait for each reply (``invoke_timeout`` for an inference);
+    ``retries``: re-sends of one request before giving up with TransportError.
+    """
+
+    def __init__(self, port, *, expected_sha256: str | None = None, timeout: float = 2.0,
+                 invoke_timeout: float = 30.0, retries: int = 3, name: str | None = None):
+        if retries < 0 or timeout <= 0 or invoke_timeout <= 0:
+            raise ValueError("timeouts must be positive and retries non-negative")
+        self.port = port
+        self.name = name or getattr(port, "portstr", None) or "device"
+        self.expected_sha256 = expected_sha256.lower() if expected_sha256 else None
+        self.timeout, self.invoke_timeout, self.retries = timeout, invoke_timeout, retries
+        self.info: p.DeviceInfo | None = None
+        self._reader = p.FrameReader(port)
+        self._seq = 0
+        # What went wrong on the way and was recovered from (for reports and tests).
+        self.resends = 0
+        self.bad_frames = 0
+        self.stale_frames = 0
+        # The device's number of the last inference (1, 2, ... since it started).
+        self.last_inference: int | None = None
+
+    # -- opening and closing ------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, url: str, *, expected_sha256: str | None = None, timeout: float = 2.0,
+             invoke_timeout: float = 30.0, retries: int = 3, baudrate: int = 115200,
+             handshake: bool = True) -> Link:
+        """Open ``url`` (any pyserial URL or device path) and, by default, shake hands."""
+        try:
+            port = serial.serial_for_url(url, baudrate=baudrate, timeout=timeout, write_timeout=timeout)
+        except (serial.SerialException, OSError, ValueError) as exc:
+            raise TransportError(f"cannot open {url}: {exc}") from exc
+        link = cls(port, expected_sha256=expected_sha256, timeout=timeout, invoke_timeout=invoke_timeout,
+                   retries=retries, name=url)
+        if handshake:
+            try:
+                link.handshake()
+            except BaseException:
+                link.close()
+                raise
+        return link
+
+    def close(self) -> None:
+        # pyserial's socket:// skips closing its socket when shutdown() fails, as it does once the
+        # peer is gone (a killed emulator): close it here so no descriptor leaks.
+        sock = getattr(self.port, "_socket", None)
+        try:
+            self.port.close()
+        except (serial.SerialException, OSError):
+            pass
+        if sock is not None and sock.fileno() != -1:
+            sock.close()
+
+    def __enter__(self) -> Link:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- requests -----------------------------------------------------------------------------
+
+    def handshake(self) -> p.DeviceInfo:
+        """HELLO: read what the device runs; refuse a different model or a backend that failed."""
+        frame = self._exchange(p.MsgType.HELLO, b"", self.timeout)
+        info = p.parse_hello_reply(frame.body, version=frame.version)
+        self.info = info
+        if self.expected_sha256 and info.model_sha256 != self.expected_sha256:
+            raise DeviceMismatchError(
+                f"{self.name} runs the model with SHA-256 {info.model_sha256}, not the one being evaluated "
+                f"({self.expected_sha256}): build and flash the firmware for this model")
+        if not info.ready:
+            raise DeviceNotReadyError(
+                f"{self.name}: the {info.backend or '?'} backend could not load the model "
+                f"(status {info.backend_status}): {info.error or 'no details'}", info)
+        log.debug("%s: %s backend, model %s, arena %d/%d bytes, max frame %d, counter %r", self.name,
+                  info.backend, info.model_sha256[:12], info.arena_used, info.arena_size, info.max_frame,
+                  info.counter_unit)
+        return info
+
+    def infer(self, x: np.ndarray) -> tuple[np.ndarray, int]:
+        """Run one sample on a single-input, single-output model: (output, counter delta)."""
+        info = self._ready_info()
+        if len(info.inputs) != 1 or len(info.outputs) != 1:
+            raise ValueError(f"the device's model has {len(info.inputs)} inputs and {len(info.outputs)} outputs; "
+                             "use infer_all")
+        outputs, delta = self.infer_all([x])
+        return outputs[0], delta
+
+    def infer_all(self, inputs: Sequence[np.ndarray]) -> tuple[list[np.ndarray], int]:
+        """Send every input, run one inference, read every output.
+
+        Returns the outputs (shaped as the device reports them, without a leading batch axis of
+        1) and the device counter's delta for the inference (unit: ``info.counter_unit``).
+        """
+        info = self._ready_info()
+        if len(inputs) != len(info.inputs):
+            raise ValueError(f"the model takes {len(info.inputs)} inputs, got {len(inputs)}")
+        data = b"".join(_tensor_bytes(x, spec, i) for i, (x, spec) in enumerate(zip(inputs, info.inputs)))
+
+        chunk = info.max_frame - p.OVERHEAD - 4
+        for offset in range(0, len(data), chunk):
+            piece = data[offset : offset + chunk]
+            frame = self._exchange(p.MsgType.INPUT, p.encode_input(offset, piece), self.timeout)
+            if p.parse_input_ack(frame.body) != (offset, len(piece)):
+                raise p.ProtocolError(f"{self.name}: INPUT_ACK {p.parse_input_ack(frame.body)} does not acknowledge "
+                                      f"offset {offset}, {len(piece)} bytes")
+
+        result = p.parse_result(self._exchange(p.MsgType.INVOKE, b"", self.invoke_timeout).body)
+        self.last_inference = result.inference
+        if result.status != 0:
+            raise DeviceNotReadyError(f"{self.name}: inference failed on the device (status {result.status}): "
+                                      f"{result.error or 'no details'}", info)
+        expected = sum(spec.nbytes for spec in info.outputs)
+        if result.output_bytes != expected:
+            raise p.ProtocolError(f"{self.name}: RESULT announces {result.output_bytes} output bytes, the handshake "
+                                  f"{expected}")
+        out = bytearray(result.inline)
+        chunk = info.max_frame - p.OVERHEAD - 4
+        while len(out) < expected:
+            want = min(chunk, expected - len(out))
+            frame = self._exchange(p.MsgType.READ_OUTPUT, p.encode_read_output(len(out), want), self.timeout)
+            offset, piece = p.parse_output_data(frame.body)
+            if offset != len(out) or len(piece) != want:
+                raise p.ProtocolError(f"{self.name}: OUTPUT_DATA at {offset} with {len(piece)} bytes, asked for "
+                                      f"{want} at {len(out)}")
+            out += piece
+
+        outputs, pos = [], 0
+        for spec in info.outputs:
+            arr = np.frombuffer(bytes(out[pos : pos + spec.nbytes]), dtype=np.dtype(spec.dtype).newbyteorder("<"))
+            outputs.append(arr.astype(np.dtype(spec.dtype)).reshape(spec.sample_shape))
+            pos += spec.nbytes
+        return outputs, result.counter_delta
+
+    # -- one exchange -------------------------------------------------------------------------
+
+    def _ready_info(self) -> p.DeviceInfo:
+        if self.info is None:
+            raise TransportError(f"{self.name}: no handshake yet (call handshake() first)")
+        if not self.info.ready:
+            raise DeviceNotReadyError(f"{self.name}: the backend is not ready: {self.info.error}", self.info)
+        return self.info
+
+    def _send(self, wire: bytes, what: str) -> None:
+        try:
+            self.port.write(wire)
+            self.port.flush()
+        except (serial.SerialException, OSError) as exc:
+            raise TransportError(f"{self.name}: sending {what} failed: {exc}") from exc
+
+    def _exchange(self, msg_type: p.MsgType, body: bytes, timeout: float) -> p.Frame:
+        """Send one request and return its reply, re-sending the same frame (same seq) on a
+        timeout, a corrupted frame or a frame-level ERROR, at most ``retries`` times."""
+        seq = self._seq
+        self._seq = (seq + 1) & 0xFFFF
+        what = f"{msg_type.name} (seq {seq})"
+        frame_len = p.OVERHEAD + len(body)
+        max_frame = self.info.max_frame if self.info else p.MAX_FRAME_LIMIT
+        if frame_len > max_frame:
+            raise ValueError(f"{what}: a {frame_len}-byte frame exceeds the device's maximum of {max_frame}")
+        wire = p.encode_frame(msg_type, seq, body)
+        expect = p.REPLY_TO[msg_type]
+
+        attempts = 1
+        problem: tuple[str, BaseException | None] | None = None  # what went wrong in this attempt
+        self._send(wire, what)
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                problem = problem or (f"no reply within {timeout:g} s", None)
+                if attempts > self.retries:
+                    raise TransportError(f"{self.name}: no valid reply to {what} after {attempts} attempts; "
+                                         f"last cause: {problem[0]}") from problem[1]
+            else:
+                try:
+                    frame = self._reader.read(remaining)
+                except p.FrameError as exc:
+                    self.bad_frames += 1
+                    problem = (f"corrupted frame from the device ({exc})", exc)
+                except (serial.SerialException, OSError) as exc:
+                    raise TransportError(f"{self.name}: link failed while waiting for the reply to {what}: {exc}") from exc
+                else:
+                    if frame is None:
+                        continue  # the deadline passed: handled above
+                    if self._match(frame, seq, expect, what):
+                        return frame
+                    if not _frame_level_error(frame):
+                        continue  # a stale reply, skipped
+                    problem = (f"the device reported {p.parse_error(frame.body)[0].name}", None)
+                if attempts > self.retries:
+                    continue  # out of re-sends: a reply may still come before the deadline
+            log.warning("%s: retry %d/%d of %s: %s", self.name, attempts, self.retries, what, problem[0])
+            self.resends += 1
+            attempts += 1
+            problem = None
+            self._send(wire, what)
+            deadline = time.monotonic() + timeout
+
+    def _match(self, frame: p.Frame, seq: int, expect: p.MsgType, what: str) -> bool:
+        """True for the reply to this request, False for frames to skip (stale replies, frame-level
+        ERRORs); raises what the device reported about this request."""
+        if frame.type == p.MsgType.ERROR:
+            code, text = p.parse_error(frame.body)
+            if code in _FRAME_LEVEL:
+                return False
+            if frame.seq != seq:
+                self.stale_frames += 1
+                return False
+            name = code.name if isinstance(code, p.ErrorCode) else f"code {code}"
+            if code == p.ErrorCode.BAD_VERSION:
+                raise DeviceMismatchError(f"{self.name} speaks protocol version {frame.version} ({text}); this "
+                                          f"mcuquant speaks {p.VERSION}: rebuild the firmware with this mcuquant")
+            if code == p.ErrorCode.NOT_READY:
+                raise DeviceNotReadyError(f"{self.name}: the backend is not ready: {text}", self.info)
+            hint = " (was the device reset? open the link again)" if code == p.ErrorCode.BAD_SEQUENCE else ""
+            raise DeviceErrorReply(f"{self.name} refused {what}: {name}: {text}{hint}", int(code), text)
+        if frame.seq != seq:
+            self.stale_frames += 1
+            log.debug("%s: dropped a stale %s (seq %d) while waiting for %s", self.name,
+                      _type_name(frame.type), frame.seq, what)
+            return False
+        if frame.version != p.VERSION:
+            raise DeviceMismatchError(f"{self.name} speaks protocol version {frame.version}, this mcuquant "
+                                      f"speaks {p.VERSION}")
+        if frame.type != expect:
+            raise p.ProtocolError(f"{self.name}: expected {expect.name} for {what}, got {_type_name(frame.type)}")
+        return True
+
+
+_FRAME_LEVEL = frozenset(c for c in p.ErrorCode if c.frame_level)
+
+
+def _frame_level_error(frame: p.Frame) -> bool:
+    """An ERROR about a frame the device could not read (maybe this request): worth a re-send."""
+    return frame.type == p.MsgType.ERROR and p.parse_error(frame.body)[0] in _FRAME_LEVEL
+
+
+def _type_name(msg_type: int) -> str:
+    try:
+        return p.MsgType(msg_type).name
+    except ValueError:
+        return f"type 0x{msg_type:02x}"
+
+
+def _tensor_bytes(x, spec: p.TensorSpec, index: int) -> bytes:
+    """The input's bytes in the device's dtype; integers must fit it (no silent wrap-around)."""
+    arr = np.asarray(x)
+    dtype = np.dtype(spec.dtype)
+    if arr.size * dtype.itemsize != spec.nbytes:
+        raise ValueError(f"input {index}: {arr.size} values of shape {arr.shape}, the device expects shape "
+                         f"{spec.shape} ({spec.nbytes // dtype.itemsize} values)")
+    if arr.dtype != dtype:
+        if dtype.kind in "iu" and arr.dtype.kind in "iu":
+            info = np.iinfo(dtype)
+            if arr.size and (arr.min() < info.min or arr.max() > info.max):
+                raise ValueError(f"input {index}: values outside {dtype}'s range [{info.min}, {info.max}]")
+        elif not (dtype.kind == "f" and arr.dtype.kind in "fiu"):
+            raise ValueError(f"input {index}: dtype {arr.dtype}, the device expects {dtype} (quantize first)")
+    return np.ascontiguousarray(arr.astype(dtype.newbyteorder("<"))).tobytes()
