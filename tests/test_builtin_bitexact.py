@@ -1,0 +1,206 @@
+"""The builtin runtime (host build) against TensorFlow Lite Micro's interpreter: byte for byte.
+
+Acceptance of issue 4, on real oracles only (tflm-host, real and really converted models):
+- every zoo model, briefly trained on digits and PTQ-converted, x 200 test inputs;
+- every model in ../shared/models (MLPerf Tiny) x 100 random int8 inputs;
+- random models (tests/modelgen.py), each with a few inputs; a failing model is shrunk by
+  hypothesis and printed as a ModelSpec that can be pasted back, with the first differing output
+  and the first diverging operator.
+
+Random models: the default run checks MCUQUANT_PROPERTY_MODELS distinct ones (default 40, about
+30 s); the acceptance campaign of 500 is marked slow (pytest --runslow). The two hand-written
+specs in modelgen.COVERAGE_EXAMPLES always run first, so all 19 ops are covered in any run; the
+500 random ones cover all 19 by themselves (asserted).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections import Counter
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+
+from mcuquant.errors import McuquantError
+from mcuquant.interpreters import Runner, agreement, first_divergence
+from mcuquant.models import ZOO
+
+from conftest import SHARED_MODELS, random_int8_inputs
+from modelgen import COVERAGE_EXAMPLES, RUNTIME_OPS, convert, model_specs, op_names, sample_inputs, zoo_model
+
+PROPERTY_MODELS = int(os.environ.get("MCUQUANT_PROPERTY_MODELS", "40"))
+FULL_PROPERTY_MODELS = 500
+INPUTS_PER_RANDOM_MODEL = 3
+
+
+def _mismatch_report(model: bytes, xq: np.ndarray, ours: np.ndarray, oracle: np.ndarray, classification: bool) -> str:
+    """Every mismatching sample, and where the first few part, by mcuquant's own agreement()."""
+    try:
+        result = agreement(model, xq, "builtin-host", ours, "tflm-host", oracle, classification=classification,
+                           max_traced=3)
+    except Exception as exc:  # tracing needs preserve_all in both runners; the counts still matter
+        result = agreement(model, xq, "builtin-host", ours, "tflm-host", oracle, classification=classification,
+                           max_traced=0)
+        result["tracing_error"] = repr(exc)
+    first = result["mismatches"][0]["index"]
+    flat_ours, flat_oracle = ours[first].ravel(), oracle[first].ravel()
+    k = int(np.flatnonzero(flat_ours != flat_oracle)[0])
+    return (f"{len(result['mismatches'])}/{len(xq)} samples differ (max {result['max_lsb_difference']} LSB); "
+            f"sample {first}, output element {k}: builtin-host {flat_ours[k]} vs tflm-host {flat_oracle[k]}; "
+            f"mismatches: {result['mismatches'][:10]}; first diverging ops: {result['first_divergence_by_op']}"
+            + (f"; tracing failed: {result['tracing_error']}" if "tracing_error" in result else ""))
+
+
+def assert_bit_exact(model: bytes, xq: np.ndarray, *, classification: bool = True) -> None:
+    ours = Runner("builtin-host", model).run(xq, progress=False)
+    oracle = Runner("tflm-host", model).run(xq, progress=False)
+    assert ours.dtype == oracle.dtype and ours.shape == oracle.shape
+    if ours.tobytes() != oracle.tobytes():
+        pytest.fail(_mismatch_report(model, xq, ours, oracle, classification), pytrace=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Zoo models
+
+
+@pytest.mark.parametrize("name", ZOO)
+def test_zoo_model_is_bit_exact_on_200_test_inputs(name):
+    tflite, xq = zoo_model(name)  # trained one epoch on digits, PTQ-converted
+    assert len(xq) == 200
+    assert_bit_exact(tflite, xq)
+
+
+# ---------------------------------------------------------------------------------------------
+# Real models (MLPerf Tiny)
+
+
+def _shared_model_names() -> list[str]:
+    names = sorted(p.name for p in SHARED_MODELS.glob("*.tflite"))
+    return names or ["kws_ref_model.tflite"]  # the shared_models fixture then skips (or fails in CI)
+
+
+@pytest.mark.parametrize("name", _shared_model_names())
+def test_shared_model_is_bit_exact_on_100_random_inputs(shared_models, name):
+    tflite = (shared_models / name).read_bytes()
+    shape = Runner("tflm-host", tflite).input.shape[1:]
+    assert_bit_exact(tflite, random_int8_inputs(shape, 100, seed=4))
+
+
+# ---------------------------------------------------------------------------------------------
+# Random models
+
+
+def _first_difference(spec, tflite: bytes, x: np.ndarray, ours: np.ndarray, oracle: np.ndarray) -> str:
+    head = f"builtin-host and tflm-host differ on {spec!r}\n  ops: {op_names(tflite)}\n"
+    if ours.dtype != oracle.dtype or ours.shape != oracle.shape:
+        return head + f"  outputs: builtin-host {ours.dtype}{ours.shape} vs tflm-host {oracle.dtype}{oracle.shape}"
+    flat_ours, flat_oracle = ours.ravel(), oracle.ravel()
+    k = int(np.flatnonzero(flat_ours.view(np.uint8) != flat_oracle.view(np.uint8))[0] // flat_ours.itemsize)
+    try:
+        where = first_divergence(Runner("builtin-host", tflite, preserve_all=True),
+                                 Runner("tflm-host", tflite, preserve_all=True), x)
+    except Exception as exc:
+        where = f"tracing failed: {exc!r}"
+    return head + (f"  first differing output element {k}: builtin-host {flat_ours[k]!r} vs tflm-host "
+                   f"{flat_oracle[k]!r}\n  first diverging operator: {where}")
+
+
+# TFLM aborts the whole process on some models the converter makes (e.g. a SOFTMAX whose input
+# scale is ~1e-8, after a ReLU that calibration never saw positive): it is asked in a subprocess.
+_TFLM_PROBE = """
+import sys
+import numpy as np
+from mcuquant.interpreters import Runner
+Runner("tflm-host", open(sys.argv[1], "rb").read()).invoke(np.load(sys.argv[2]))
+"""
+
+
+def _tflm_failure(tflite: bytes, x: np.ndarray, tmp_path) -> str | None:
+    """Why tflm-host cannot run `tflite` on `x` (a crash included), or None when it can."""
+    model, sample = tmp_path / "probe.tflite", tmp_path / "probe.npy"
+    model.write_bytes(tflite)
+    np.save(sample, x)
+    proc = subprocess.run([sys.executable, "-c", _TFLM_PROBE, str(model), str(sample)], capture_output=True,
+                          text=True, timeout=120)
+    if proc.returncode == 0:
+        return None
+    return f"exit status {proc.returncode}: {proc.stderr.strip().splitlines()[-1:] or ['(no message)']}"
+
+
+def test_random_models_are_bit_exact(tmp_path):
+    _random_campaign(PROPERTY_MODELS, tmp_path)
+
+
+@pytest.mark.slow
+def test_500_random_models_are_bit_exact(tmp_path):
+    """The acceptance campaign: about 7 minutes on 2 cores (conversions cached within a session)."""
+    _random_campaign(FULL_PROPERTY_MODELS, tmp_path)
+
+
+def _random_campaign(n_models: int, tmp_path) -> None:
+    """`n_models` distinct random models (hypothesis draws some specs twice: it gets a margin of
+    examples, and the ones beyond the count are skipped unless shrinking a failure).
+
+    A model the builtin runtime rejects passes only if tflm-host cannot run it either (it is then
+    listed, not counted). A model tflm-host aborts on that the builtin runtime accepts would end the
+    test process: that is a failure too, only a louder one.
+    """
+    coverage: Counter = Counter()  # op name -> distinct models containing it
+    random_coverage: Counter = Counter()
+    seen: set = set()  # distinct random specs that ran bit-exact
+    rejected_by_both: dict = {}  # spec -> (builtin-host's error, tflm-host's failure)
+    failing: list = []  # non-empty once an example failed: hypothesis then shrinks, skip nothing
+
+    def check(spec):
+        is_random = spec not in COVERAGE_EXAMPLES
+        if is_random and spec not in seen and len(seen) >= n_models and not failing:
+            return
+        try:
+            tflite = convert(spec)
+            try:
+                ours_runner = Runner("builtin-host", tflite)
+            except McuquantError as exc:
+                why = _tflm_failure(tflite, sample_inputs(spec, 1)[0], tmp_path)
+                if why is None:
+                    raise AssertionError(f"builtin-host rejects a model tflm-host runs: {exc}\n  {spec!r}") from None
+                rejected_by_both[spec] = (str(exc), why)
+                return
+            oracle_runner = Runner("tflm-host", tflite)
+            names = set(op_names(tflite))
+            if spec not in seen:
+                coverage.update(names)
+                if is_random:
+                    random_coverage.update(names)
+                    seen.add(spec)
+            for x in sample_inputs(spec, INPUTS_PER_RANDOM_MODEL):
+                ours, oracle = ours_runner.invoke(x), oracle_runner.invoke(x)
+                if ours.dtype != oracle.dtype or ours.shape != oracle.shape or ours.tobytes() != oracle.tobytes():
+                    raise AssertionError(_first_difference(spec, tflite, x, ours, oracle))
+        except BaseException:
+            failing.append(spec)
+            raise
+
+    for spec in COVERAGE_EXAMPLES:
+        check = example(spec=spec)(check)
+    # derandomize: the same models on every run and machine (no example database either).
+    check = settings(max_examples=n_models + n_models // 4 + 5, deadline=None, derandomize=True,
+                     database=None, report_multiple_bugs=False,  # shrink one failure: each step converts
+                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])(
+        given(spec=model_specs())(check))
+    check()
+
+    print(f"\nrandom models: {len(seen)} distinct specs (+{len(COVERAGE_EXAMPLES)} hand-written), "
+          f"{INPUTS_PER_RANDOM_MODEL} inputs each; op coverage (models containing the op, random / all):")
+    for op in RUNTIME_OPS:
+        print(f"  {op:18s} {random_coverage[op]:5d} / {coverage[op]}")
+    print(f"rejected by both runtimes (not counted): {len(rejected_by_both)}")
+    for spec, (ours, oracle) in list(rejected_by_both.items())[:5]:
+        print(f"  {spec!r}\n    builtin-host: {ours}\n    tflm-host: {oracle}")
+    assert len(seen) == n_models, f"hypothesis drew only {len(seen)} distinct specs; widen the margin"
+    assert set(RUNTIME_OPS) <= set(coverage), f"ops never generated: {set(RUNTIME_OPS) - set(coverage)}"
+    assert set(coverage) <= set(RUNTIME_OPS), f"ops outside the runtime's list: {set(coverage) - set(RUNTIME_OPS)}"
+    if n_models >= 300:  # the full campaign covers every op without the hand-written specs
+        assert set(RUNTIME_OPS) <= set(random_coverage), set(RUNTIME_OPS) - set(random_coverage)
