@@ -57,10 +57,9 @@ test: setup
 	if [ $$rc -eq 5 ]; then echo "make test: error: pytest collected no tests (exit 5)" >&2; fi; \
 	exit $$rc
 
-# demo: compare float, PTQ and QAT models on the built-in digits data set, offline.
+# demo: digits -> CNN -> QAT and PTQ -> host ladder -> qemu-nano33 (QEMU), offline; report.json in the folder.
 demo: setup
-	$(VENV)/bin/mcuquant compare --data builtin:digits --model zoo:cnn \
-	    --out mcuquant-out/demo --json mcuquant-out/demo/report.json
+	$(VENV)/bin/mcuquant demo --out mcuquant-out/demo
 
 # clean: caches and demo output; the venv stays (its stamp goes, so setup re-runs pip).
 clean:

@@ -34,23 +34,46 @@ CONFIG_FLAGS = {
     "--rep-samples": ("quantization.representative_samples", "PTQ calibration samples from the train split"),
     "--per-channel": ("quantization.per_channel", "true|false: per-channel weight scales"),
     "--int16x8": ("quantization.int16x8", "true|false: also evaluate a PTQ int16x8 model"),
-    "--board": ("target.board", "target board profile"),
+    "--board": ("target.board", "board profile, see `mcuquant boards` (default: qemu-nano33)"),
 }
 
 
-def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+def _add_config_flags(parser: argparse.ArgumentParser, keys: tuple[str, ...] | None = None) -> None:
+    """--config and the flags of CONFIG_FLAGS (only those whose key starts with one of ``keys``)."""
     parser.add_argument("--config", metavar="FILE", help="project file (default: ./mcuquant.toml if present)")
     group = parser.add_argument_group("overrides of mcuquant.toml keys")
     for flag, (key, help_text) in CONFIG_FLAGS.items():
-        group.add_argument(flag, dest=key, metavar=key.split(".")[1].upper(), help=f"{help_text} [{key}]")
+        if keys is None or key.startswith(keys):
+            group.add_argument(flag, dest=key, metavar=key.split(".")[1].upper(), help=f"{help_text} [{key}]")
 
 
 def _config_from_args(args: argparse.Namespace):
     from mcuquant.config import load_config
 
-    overrides = {key: getattr(args, key) for key, _ in CONFIG_FLAGS.values()}
+    overrides = {key: getattr(args, key, None) for key, _ in CONFIG_FLAGS.values()}
     names = {key: flag for flag, (key, _) in CONFIG_FLAGS.items()}
     return load_config(args.config, overrides, flag_names=names)
+
+
+def _rate(text: str) -> float:
+    """A rate given as a fraction (0.05) or a percentage (5%)."""
+    try:
+        value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a rate: give a fraction like 0.05 or a percentage like 5%")
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is outside [0, 1] (0% to 100%)")
+    return value
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
+    return value
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -85,6 +108,54 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(f"  {args.backend} backend: arena estimate {result.arena_bytes} bytes (activations only)")
     for file in result.files:
         print(f"  {file}")
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from mcuquant.device.harness import build
+    from mcuquant.report import build_lines
+
+    result, port = build(_config_from_args(args).target.board, args.model, args.out, backend=args.backend,
+                         upload=not args.no_upload, port=args.port, progress=not args.quiet)
+    for line in build_lines(result, uploaded_to=port):
+        print(line)
+    board = result.project.board
+    if board.emulated:
+        print(f"measure it: mcuquant validate --board {board.name} --model {args.model}")
+    elif port:
+        print(f"measure it: mcuquant validate --board {board.name} --model {args.model} --port {port} --no-upload")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from mcuquant.device.validate import threshold_failures, validate
+    from mcuquant.ladder import write_json
+    from mcuquant.report import print_report
+
+    cfg = _config_from_args(args)
+    report = validate(
+        cfg.target.board, args.model, data=getattr(args, "data.source"), data_options=cfg.data, samples=args.samples,
+        out_dir=args.out, port=args.port, backend=args.backend, upload=not args.no_upload,
+        require_labels=args.fail_under is not None, representative_samples=cfg.quantization.representative_samples,
+        per_channel=cfg.quantization.per_channel, progress=not args.quiet,
+    )
+    if args.json:
+        write_json(report, args.json)
+    print_report(report)
+    print(f"report: {Path(report['artifacts']['dir']) / 'report.json'}" + (f" and {args.json}" if args.json else ""))
+    failures = threshold_failures(report, fail_under=args.fail_under, min_bit_exact=args.min_bit_exact)
+    for failure in failures:
+        print(f"mcuquant: FAIL: {failure}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from mcuquant.demo import run_demo
+    from mcuquant.report import print_report
+
+    report = run_demo(args.out, board=args.board, progress=not args.quiet)
+    print_report(report)
+    print(f"report: {Path(args.out) / 'report.json'}  artifacts: {args.out}")
     return 0
 
 
@@ -177,6 +248,86 @@ def build_parser() -> argparse.ArgumentParser:
                     "PlatformIO platform) and physical boards (PlatformIO's official platforms).")
     boards.add_argument("--json", action="store_true", help="print the profiles as JSON")
     boards.set_defaults(func=cmd_boards)
+
+    build = sub.add_parser(
+        "build", help="build the firmware for a board and a .tflite model (and flash a physical board)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Generate a complete PlatformIO project (platformio.ini, the firmware sources, the model as a\n"
+                    "C array) in --out, run `pio run`, check flash and RAM use against the board's limits (a model\n"
+                    "that does not fit fails with the required and available bytes) and, for a physical board,\n"
+                    "upload it (`pio run -t upload`; the port is found by the board's USB VID:PID or given\n"
+                    "with --port). For an emulated board the result is the ELF that QEMU runs.",
+        epilog="examples:\n"
+               "  mcuquant build --board qemu-nano33 --model mcuquant-out/compare/ptq.tflite\n"
+               "  mcuquant build --board nano33 --model ptq.tflite --port /dev/ttyACM0\n"
+               "  mcuquant build --board nano33 --model ptq.tflite --no-upload --out fw/nano33\n"
+               "(`mcuquant boards` lists the boards)")
+    build.add_argument("--model", required=True, metavar="M.tflite", help="the int8 model to embed")
+    build.add_argument("--backend", choices=("builtin", "tflm"),
+                       help="inference runtime on the device (default: the board's; tflm needs TFLM's sources: "
+                            "PlatformIO's registry for physical boards or MCUQUANT_TFLM_DIR)")
+    build.add_argument("--out", metavar="DIR", help="project folder (default: mcuquant-out/build/BOARD)")
+    build.add_argument("--no-upload", action="store_true", help="physical boards: build only, do not flash")
+    build.add_argument("--port", metavar="PORT",
+                       help="physical boards: serial port to flash (default: found by USB id)")
+    build.add_argument("--quiet", action="store_true", help="no progress output")
+    _add_config_flags(build, keys=("target.",))
+    build.set_defaults(func=cmd_build)
+
+    validate = sub.add_parser(
+        "validate", help="measure int8 models on a board or its emulation: the */device rungs",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Build the firmware, start QEMU (emulated boards: -icount, deterministic instruction counts)\n"
+                    "or open the board's serial port, check that the device runs exactly this model (SHA-256 in\n"
+                    "the handshake), stream the samples and compare every output byte with tflm-host.\n"
+                    "The */device rung holds: error rate with its 95% CI (when there are labels), bit_exact_rate\n"
+                    "against tflm-host with every mismatching sample, latency median and p95 with its unit\n"
+                    "(QEMU: instructions, not cycles), arena bytes, flash and RAM use.\n\n"
+                    "--model is one of:\n"
+                    "  a `mcuquant compare` work folder (default: mcuquant-out/compare): its ptq and qat models on\n"
+                    "    its test split; ptq/device and qat/device join its report.json\n"
+                    "  M.tflite: with --data, its test split (normalized as in compare: --split/--seed/--normalize);\n"
+                    "    without, --samples random int8 inputs (default 100, seeded by --seed)\n"
+                    "  M.keras / M.h5 / SavedModel folder: converted with PTQ calibrated on --data's train split\n\n"
+                    "Exit status: 0 ok, 1 when --fail-under or --min-bit-exact is not met, 2 on errors.",
+        epilog="examples:\n"
+               "  mcuquant compare --out work && mcuquant validate --board qemu-nano33 --model work\n"
+               "  mcuquant validate --board qemu-m7 --model kws_ref_model.tflite --samples 20 --min-bit-exact 1\n"
+               "  mcuquant validate --board qemu-nano33 --model float.keras --data builtin:digits --fail-under 5%\n"
+               "  mcuquant validate --board nano33 --model ptq.tflite --data d.npz --port /dev/ttyACM0")
+    validate.add_argument("--model", metavar="M", help="compare work folder, .tflite or Keras model (see above)")
+    validate.add_argument("--samples", type=_positive, metavar="N",
+                          help="measure the first N test samples, or N random inputs without --data (default 100)")
+    validate.add_argument("--out", metavar="DIR",
+                          help="folder for firmware projects and report.json (default: the compare work folder, "
+                               "else mcuquant-out/validate)")
+    validate.add_argument("--port", metavar="PORT", help="physical boards: serial port (default: found by USB id)")
+    validate.add_argument("--backend", choices=("builtin", "tflm"), help="inference runtime (default: the board's)")
+    validate.add_argument("--no-upload", action="store_true",
+                          help="physical boards: do not build or flash; the board already runs the model "
+                               "(`mcuquant build`), which the handshake checks")
+    validate.add_argument("--json", metavar="FILE", help="also write the report to FILE")
+    validate.add_argument("--fail-under", type=_rate, metavar="ERR",
+                          help="exit 1 when a device error rate is above ERR (0.05 or 5%%); needs labels")
+    validate.add_argument("--min-bit-exact", type=_rate, metavar="R",
+                          help="exit 1 when a device's byte-identical rate against tflm-host is below R (e.g. 1)")
+    validate.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_config_flags(validate, keys=("data.", "quantization.representative", "quantization.per_channel", "target."))
+    validate.set_defaults(func=cmd_validate)
+
+    demo = sub.add_parser(
+        "demo", help="the whole chain offline: digits -> CNN -> QAT and PTQ -> ladder -> qemu-nano33",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train the zoo CNN on sklearn's digits, fine-tune it with QAT, convert it with PTQ and from\n"
+                    "QAT, evaluate every host rung, then build both int8 models for an emulated board, run them\n"
+                    "in QEMU and add the ptq/device and qat/device rungs: the full ladder, printed and written\n"
+                    "to DIR/report.json. Offline; a few minutes on two cores.",
+        epilog="example:\n  mcuquant demo --out mcuquant-out/demo")
+    demo.add_argument("--out", default="mcuquant-out/demo", metavar="DIR", help="work folder (default: %(default)s)")
+    demo.add_argument("--board", default="qemu-nano33", metavar="BOARD",
+                      help="emulated board to measure on (default: %(default)s)")
+    demo.add_argument("--quiet", action="store_true", help="no progress bars")
+    demo.set_defaults(func=cmd_demo)
     return parser
 
 

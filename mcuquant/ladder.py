@@ -1,13 +1,16 @@
 """The accuracy ladder: every step from the float Keras model to the int8 interpreters, same samples.
 
     keras-float -> keras-qat -> {ptq,qat}/litert -> {ptq,qat}/litert-ref -> {ptq,qat}/tflm-host
-                -> {ptq,qat}/builtin-host
+                -> {ptq,qat}/builtin-host -> {ptq,qat}/device
 
 builtin-host is mcuquant's own C runtime compiled for the host; it runs int8 models only, so an
 int16x8 conversion gets no builtin-host rung.
 
 `run_compare` goes from a Config to a report (a plain dict, written as report.json), leaving every
-artifact in the work directory so each step can be inspected or re-run alone.
+artifact in the work directory so each step can be inspected or re-run alone; every rung's
+per-sample predictions go to rungs.npz, so rungs measured later on the same test split (the
+device rungs of `mcuquant validate`) join the report with `add_rungs` and are scored and compared
+exactly like the host rungs.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from mcuquant.progress import console
 
 FLOAT_EPOCHS_FOR_ZOO = 30
 INT8_VARIANTS = ("ptq", "qat")  # conversions the builtin runtime can run
+RUNGS_FILE = "rungs.npz"  # per-sample predictions (and integer outputs) of every rung
 
 
 @dataclass
@@ -40,7 +44,7 @@ class Rung:
 
 def comparison_pairs(ids: list[str]) -> list[tuple[str, str, str]]:
     """(a, b, why) for each pair the report tests: neighbours on the ladder, float vs every int8 rung,
-    and PTQ vs QAT on the device oracle."""
+    PTQ vs QAT on the device oracle, and each `*/device` rung against its tflm-host rung."""
     pairs: dict[tuple[str, str], list[str]] = {}
     for a, b in zip(ids, ids[1:]):
         pairs.setdefault((a, b), []).append("adjacent")
@@ -50,7 +54,12 @@ def comparison_pairs(ids: list[str]) -> list[tuple[str, str, str]]:
     pairs.setdefault(("keras-qat", "qat/litert"), []).append("qat conversion")
     if "ptq/tflm-host" in ids and "qat/tflm-host" in ids:
         pairs.setdefault(("ptq/tflm-host", "qat/tflm-host"), []).append("ptq vs qat")
-    return [(a, b, ", ".join(why)) for (a, b), why in pairs.items()]
+    for b in ids:
+        oracle = b.removesuffix("/device") + "/tflm-host"
+        if b.endswith("/device") and oracle in ids:
+            pairs.setdefault((oracle, b), []).append("device vs oracle")
+    present = set(ids)  # a partial ladder (e.g. `mcuquant validate`: tflm-host and device) has fewer pairs
+    return [(a, b, ", ".join(why)) for (a, b), why in pairs.items() if a in present and b in present]
 
 
 def _build_model(cfg: Config, data: Dataset):
@@ -75,10 +84,14 @@ def _keras_predictions(model, data: Dataset) -> np.ndarray:
 
 
 def _score_rungs(rungs: list[Rung], data: Dataset) -> tuple[list[dict], list[dict]]:
+    return score_rungs(rungs, data.y_test, data.task)
+
+
+def score_rungs(rungs: list[Rung], y: np.ndarray, task: str) -> tuple[list[dict], list[dict]]:
+    """Each rung's metric with its interval, and the paired comparisons of `comparison_pairs`."""
     by_id = {r.id: r for r in rungs}
-    y = data.y_test
     results, comparisons = [], []
-    if data.task == "classification":
+    if task == "classification":
         correct = {r.id: r.predictions == y for r in rungs}
         for r in rungs:
             results.append({"id": r.id, **stats.classification_rung(correct[r.id])})
@@ -154,6 +167,7 @@ def run_compare(cfg: Config, out_dir: str | Path, *, progress: bool = True) -> d
                                            classification=data.task == "classification")})
 
     results, comparisons = _score_rungs(rungs, data)
+    save_rungs(rungs, out / RUNGS_FILE)
     report = {
         "mcuquant_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -167,9 +181,67 @@ def run_compare(cfg: Config, out_dir: str | Path, *, progress: bool = True) -> d
         "rungs": results,
         "comparisons": comparisons,
         "agreement": agreements,
-        "artifacts": {"dir": str(out), "dataset": "dataset.npz", "float_model": "float.keras",
+        "artifacts": {"dir": str(out), "dataset": "dataset.npz", "float_model": "float.keras", "rungs": RUNGS_FILE,
                       **{f"{c.variant}_tflite": f"{c.variant}.tflite" for c in conversions}},
     }
+    write_json(report, out / "report.json")
+    return report
+
+
+def save_rungs(rungs: list[Rung], path: str | Path) -> Path:
+    """Every rung's per-sample predictions and integer outputs, in ladder order (one .npz)."""
+    arrays = {"ids": np.array([r.id for r in rungs])}
+    for i, r in enumerate(rungs):
+        arrays[f"pred{i}"] = r.predictions
+        if r.raw is not None:
+            arrays[f"raw{i}"] = r.raw
+    path = Path(path)
+    with open(path, "wb") as f:  # a file object: numpy appends no ".npz"
+        np.savez_compressed(f, **arrays)
+    return path
+
+
+def load_rungs(path: str | Path) -> list[Rung]:
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path} is missing: this work folder was made by an older mcuquant; run `mcuquant compare` "
+                         "again")
+    with np.load(path, allow_pickle=False) as npz:
+        return [Rung(str(rid), npz[f"pred{i}"], npz[f"raw{i}"] if f"raw{i}" in npz.files else None)
+                for i, rid in enumerate(npz["ids"])]
+
+
+def add_rungs(out_dir: str | Path, rungs: list[Rung], details: dict[str, dict], agreements: list[dict]) -> dict:
+    """Add rungs measured on the test split of a `run_compare` work folder to its report.
+
+    Each new rung goes after the last rung of its variant (``ptq/device`` after ``ptq/...``) and
+    replaces a rung of the same id; device rungs of an earlier run (any board) are replaced too,
+    so the report holds one device. Every rung is then scored and compared again, ``details[id]``
+    is merged into the new rungs' results and ``agreements`` replaces the report's agreement
+    entries with the same ``a`` (e.g. "device"). Writes report.json and rungs.npz; returns the
+    report.
+    """
+    out = Path(out_dir)
+    report = json.loads((out / "report.json").read_text())
+    data = Dataset.load(out / "dataset.npz")
+    new_ids = {r.id for r in rungs}
+    kept = [r for r in load_rungs(out / RUNGS_FILE) if r.id not in new_ids and not r.id.endswith("/device")]
+    for rung in rungs:
+        if len(rung.predictions) != len(data.y_test):
+            raise ModelError(f"{rung.id} has {len(rung.predictions)} predictions for {len(data.y_test)} test samples")
+        variant = rung.id.split("/")[0] + "/"
+        last = max((i for i, r in enumerate(kept) if r.id.startswith(variant)), default=len(kept) - 1)
+        kept.insert(last + 1, rung)
+    results, comparisons = _score_rungs(kept, data)
+    for result in results:
+        result.update(details.get(result["id"], {}))
+    replaced = {a["a"] for a in agreements}
+    report.update(
+        rungs=results,
+        comparisons=comparisons,
+        agreement=[a for a in report.get("agreement", []) if a["a"] not in replaced] + agreements,
+    )
+    save_rungs(kept, out / RUNGS_FILE)
     write_json(report, out / "report.json")
     return report
 

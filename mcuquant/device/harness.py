@@ -1,0 +1,315 @@
+"""The device-measuring loop: one board, one model, many samples, one `*/device` rung.
+
+    result = build_firmware(board, tflite, "work/firmware/qemu-nano33/ptq")     # generate + pio run
+    with open_device(board, elf=result.elf, expected_sha256=sha) as link:       # QEMU or a serial port
+        run = measure(link, xq)                                                 # outputs + counter deltas
+    rung = device_rung("ptq", board, run, oracle_outputs, build=result)
+
+One interface, several drivers behind it (:func:`open_device` always yields a
+:class:`~mcuquant.device.link.Link`):
+
+* an emulated board: its ELF runs in QEMU (:class:`~mcuquant.device.qemu.QemuEmulator`, ``-icount``
+  for deterministic instruction counts), reached over QEMU's UART socket; QEMU is stopped on
+  leaving, also on errors and Ctrl-C;
+* a physical board: a serial port, given (``port``: a device path or any pyserial URL, e.g. a
+  ``rfc2217://`` port server) or found by the USB VID:PID of the board profile (:func:`find_port`).
+
+The host-built firmware (mcuquant.device.hostfw) is a third driver of the same Link, used by the
+tests: :func:`measure` and :func:`device_rung` take any handshaken Link.
+
+The rung holds what DESIGN.md asks of a device: byte-identical rate against tflm-host
+(``bit_exact_rate``) with every mismatching sample, latency (median and p95 of the device
+counter, with its unit: QEMU counts instructions, not cycles), the arena the backend reported in
+the handshake, and the flash and RAM use of the build. The error rate and its interval are added
+by the ladder (mcuquant.ladder.score_rungs), which scores every rung the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mcuquant.boards import Board
+from mcuquant.device.protocol import DeviceInfo
+from mcuquant.errors import ConfigError, TransportError
+
+#: What the latency figures mean, by the counter unit the firmware reports.
+LATENCY_NOTES = {
+    "instructions": "guest instructions per inference counted by QEMU -icount (deterministic for the same "
+                    "binary and input); an instruction count, not CPU cycles and not time",
+    "cycles": "CPU cycles per inference (DWT cycle counter)",
+    "microseconds": "microseconds per inference (the board's micros() clock)",
+    "": "the board has no counter: no latency",
+}
+#: Seconds to wait for one reply (an inference may take much longer: INVOKE_TIMEOUT_S).
+REPLY_TIMEOUT_S = 5.0
+INVOKE_TIMEOUT_S = 60.0
+#: How long a physical board's port may take to come back after an upload (USB re-enumeration).
+PORT_RETURN_S = 15.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Building (and flashing) the firmware for one model
+
+
+def build_firmware(board: Board, tflite: bytes, project_dir: str | Path, *, model_name: str = "model",
+                   backend: str | None = None, upload: bool = False, port: str | None = None,
+                   progress: bool = True):
+    """Generate the PlatformIO project for ``board`` and ``tflite`` in ``project_dir``, build it
+    and check flash and RAM against the board's limits; with ``upload`` (physical boards) flash
+    it to ``port``. Returns the :class:`~mcuquant.build.pio.BuildResult`.
+
+    Raises FirmwareTooLargeError (required and available bytes) when it does not fit, BuildError
+    when PlatformIO fails or cannot reach its registry for a physical board.
+    """
+    from mcuquant.build.pio import build_project
+    from mcuquant.build.project import generate_project
+
+    if upload and board.emulated:
+        raise ConfigError(f"{board.name} is emulated: there is nothing to upload (its ELF runs in QEMU)")
+    project = generate_project(board, project_dir, tflite=tflite, model_name=model_name, backend=backend)
+    targets = ("upload",) if upload else ()
+    result = build_project(project, progress=progress, targets=targets, upload_port=port if upload else None)
+    if upload and port:
+        _wait_for_port(port)
+    return result
+
+
+def build(board: Board | str, model: str | Path, out_dir: str | Path | None = None, *, backend: str | None = None,
+          upload: bool = True, port: str | None = None, progress: bool = True):
+    """`mcuquant build`: the firmware for the .tflite file ``model`` in ``out_dir`` (default
+    mcuquant-out/build/BOARD), flashed to a physical board unless ``upload`` is False.
+
+    Returns (BuildResult, the port flashed or None). The port is found before building, so an
+    unplugged board fails before a minute of compiling.
+    """
+    from mcuquant.boards import get_board
+    from mcuquant.errors import ModelError
+
+    board = get_board(board) if isinstance(board, str) else board
+    path = Path(model)
+    if path.suffix != ".tflite":
+        raise ModelError(f"{path}: `mcuquant build` takes an int8 .tflite model (`mcuquant validate` also converts "
+                         ".keras models)")
+    try:
+        tflite = path.read_bytes()
+    except OSError as exc:
+        raise ModelError(f"cannot read {path}: {exc.strerror}; give the path of a .tflite file") from None
+    if board.emulated and port:
+        raise ConfigError(f"{board.name} is emulated: it runs in QEMU and has no serial port (drop --port)")
+    upload = upload and not board.emulated
+    port = find_port(board, port) if upload else None
+    out = Path(out_dir) if out_dir else Path("mcuquant-out/build") / board.name
+    result = build_firmware(board, tflite, out, model_name=path.name, backend=backend, upload=upload, port=port,
+                            progress=progress)
+    return result, port
+
+
+def _wait_for_port(port: str, timeout: float = PORT_RETURN_S) -> None:
+    """After an upload a USB CDC port disappears while the board resets; wait for it to return."""
+    if not port.startswith("/dev/"):
+        return
+    deadline = time.monotonic() + timeout
+    while not Path(port).exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
+# ---------------------------------------------------------------------------------------------
+# Drivers
+
+
+def _describe_ports(ports) -> str:
+    if not ports:
+        return "none"
+    parts = []
+    for p in ports:
+        ids = f" {p.vid:04x}:{p.pid:04x}" if p.vid is not None and p.pid is not None else ""
+        desc = f" {p.description}" if p.description and p.description != "n/a" else ""
+        parts.append(f"{p.device} ({ids.strip() or 'no USB id'}{desc})")
+    return ", ".join(parts)
+
+
+def find_port(board: Board, port: str | None = None) -> str:
+    """The serial port of a physical ``board``: ``port`` when given, else the one port whose USB
+    VID:PID is in the board profile. Raises TransportError naming the ports seen and ``--port``."""
+    if board.emulated:
+        raise ConfigError(f"{board.name} is emulated: it runs in QEMU and has no serial port (drop --port)")
+    if port:
+        return port
+    from serial.tools import list_ports
+
+    ports = sorted(list_ports.comports(), key=lambda p: p.device)
+    wanted = set(board.serial.usb_ids)
+    ids = ", ".join(f"{v:04x}:{p:04x}" for v, p in board.serial.usb_ids)
+    if not wanted:
+        raise ConfigError(f"{board.name} talks over {board.serial.transport} without a known USB id, so its port "
+                          f"cannot be found automatically; give it with --port (ports seen: {_describe_ports(ports)})")
+    matches = [p for p in ports if (p.vid, p.pid) in wanted]
+    if not matches:
+        raise TransportError(f"no serial port of {board.name} (USB {ids}) found; ports seen: {_describe_ports(ports)}. "
+                             f"Plug the board in, or give its port with --port (e.g. --port /dev/ttyACM0)")
+    if len(matches) > 1:
+        raise ConfigError(f"several ports look like {board.name}: {_describe_ports(matches)}; choose one with --port")
+    return matches[0].device
+
+
+@contextlib.contextmanager
+def open_device(board: Board, *, elf: str | Path | None = None, port: str | None = None,
+                expected_sha256: str | None = None, timeout: float = REPLY_TIMEOUT_S,
+                invoke_timeout: float = INVOKE_TIMEOUT_S) -> Iterator:
+    """A handshaken :class:`~mcuquant.device.link.Link` to the device running ``board``'s firmware.
+
+    An emulated board runs ``elf`` in QEMU; a physical board is opened on :func:`find_port`. The
+    handshake refuses a device whose model hash differs from ``expected_sha256``
+    (DeviceMismatchError). An emulator is always stopped on leaving; if it ended during the
+    measurement, the TransportError says so, with what QEMU printed.
+    """
+    from mcuquant.device.link import Link
+
+    def link_to(target: str, baudrate: int = 115200):
+        return Link.open(target, expected_sha256=expected_sha256, timeout=timeout, invoke_timeout=invoke_timeout,
+                         baudrate=baudrate, handshake=False)
+
+    if board.emulated:
+        from mcuquant.device.qemu import QemuEmulator
+
+        if elf is None:
+            raise ConfigError(f"{board.name} is emulated: give the firmware ELF to run (mcuquant build)")
+        with QemuEmulator(board, elf) as emu:
+            try:
+                with link_to(emu.url) as link:
+                    link.handshake()
+                    yield link
+            except TransportError as exc:
+                _raise_if_emulator_ended(emu, board, exc)
+                raise
+        return
+    device = find_port(board, port)
+    try:
+        link = link_to(device, board.serial.baud)
+    except TransportError as exc:
+        from serial.tools import list_ports
+
+        seen = _describe_ports(sorted(list_ports.comports(), key=lambda p: p.device))
+        raise TransportError(f"cannot open {device} for {board.name} ({exc.__cause__ or exc}); is the board plugged "
+                             f"in? Ports seen: {seen}; give another with --port") from exc
+    with link:
+        link.handshake()
+        yield link
+
+
+def _raise_if_emulator_ended(emu, board: Board, exc: TransportError) -> None:
+    deadline = time.monotonic() + 1.0  # a killed QEMU may take a moment to be reaped
+    while emu.returncode is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if emu.returncode is None:
+        return
+    output = " ".join(emu.stderr_text().split())[-300:]
+    raise TransportError(f"QEMU running {board.name} ended (exit status {emu.returncode}) during the measurement: "
+                         f"{exc}" + (f"; QEMU said: {output}" if output else "")) from exc
+
+
+# ---------------------------------------------------------------------------------------------
+# Measuring
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """What the device returned for every sample, in order."""
+
+    outputs: np.ndarray  # (n, *output sample shape): the device's integer outputs
+    counts: np.ndarray  # (n,) int64: counter delta per inference, in info.counter_unit
+    info: DeviceInfo  # the handshake: backend, arena, counter unit, tensor specs
+    seconds: float  # wall time of the whole stream
+    resends: int  # exchanges re-sent after a timeout or a corrupted frame (recovered)
+    bad_frames: int  # corrupted frames dropped on the way (never counted as results)
+
+
+def measure(link, xq: np.ndarray, *, label: str = "device", progress: bool = True) -> Measurement:
+    """Stream every sample of ``xq`` (n, ...) through ``link``; outputs and counter deltas."""
+    from mcuquant.progress import progress_bar
+
+    info = link.info
+    if info is None:
+        raise TransportError(f"{link.name}: no handshake yet")
+    if len(xq) == 0:
+        raise ConfigError("no samples to measure")
+    unit = info.counter_unit or "count"
+    outputs, counts = [], []
+    start = time.monotonic()
+    with progress_bar(label, len(xq), enabled=progress) as advance:
+        for x in xq:
+            y, count = link.infer(x)
+            outputs.append(y)
+            counts.append(count)
+            advance(**({unit: count} if info.counter_unit else {}))
+    return Measurement(np.stack(outputs), np.asarray(counts, dtype=np.int64), info, time.monotonic() - start,
+                       link.resends, link.bad_frames)
+
+
+def latency(counts: np.ndarray, unit: str) -> dict:
+    """Median and p95 (nearest rank: a value that was measured) of the counter deltas."""
+    if not unit:
+        return {"unit": None, "note": LATENCY_NOTES[""]}
+    c = np.asarray(counts, dtype=np.int64)
+    return {
+        "unit": unit,
+        "median": float(np.median(c)),
+        "p95": int(np.percentile(c, 95, method="inverted_cdf")),
+        "min": int(c.min()),
+        "max": int(c.max()),
+        "n": int(c.size),
+        "note": LATENCY_NOTES.get(unit, f"{unit} per inference"),
+    }
+
+
+def device_rung(variant: str, board: Board, run: Measurement, oracle: np.ndarray, *, classification: bool,
+                build=None, oracle_kind: str = "tflm-host") -> dict:
+    """The device facts of the ``{variant}/device`` rung (the ladder adds error rate and CI).
+
+    ``oracle``: the outputs of ``oracle_kind`` on the same inputs; the rung lists every sample
+    where the device differs from it (index, max LSB difference and, for classification, the
+    two classes and whether the class flipped).
+    """
+    from mcuquant.interpreters import agreement
+
+    dev = run.outputs.reshape(len(run.outputs), -1)
+    ref = np.asarray(oracle).reshape(len(oracle), -1)
+    if dev.shape != ref.shape:
+        raise ValueError(f"device outputs {dev.shape} and {oracle_kind} outputs {ref.shape} differ in shape")
+    # max_traced=0: a device keeps no intermediate tensors to trace a divergence with.
+    agree = agreement(b"", np.empty(0), "device", dev, oracle_kind, ref, classification=classification, max_traced=0)
+    info = run.info
+    rung = {
+        "id": f"{variant}/device",
+        "board": board.name,
+        "emulated": board.emulated,
+        "backend": info.backend,
+        "n": int(len(dev)),
+        "oracle": oracle_kind,
+        "bit_exact": agree["bit_exact"],
+        "bit_exact_rate": agree["bit_exact_rate"],
+        "max_lsb_difference": agree["max_lsb_difference"],
+        "class_flips": agree["class_flips"] if classification else None,
+        "mismatches": [{k: v for k, v in m.items() if k != "first_divergence"} for m in agree["mismatches"]],
+        "latency": latency(run.counts, info.counter_unit),
+        "arena_bytes": info.arena_used,
+        "arena_size": info.arena_size,
+        "flash_bytes": build.flash_used if build else None,
+        "flash_limit": board.flash_bytes,
+        "ram_bytes": build.ram_used if build else None,
+        "ram_limit": board.ram_bytes,
+        "firmware_version": info.firmware_version,
+        "model_sha256": info.model_sha256,
+        "link": {"seconds": round(run.seconds, 2), "resends": run.resends, "bad_frames": run.bad_frames},
+    }
+    if build is None:
+        rung["build_note"] = "the firmware was not built in this run: flash and RAM use unknown"
+    else:
+        rung["elf"] = str(build.elf)
+    return rung
