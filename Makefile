@@ -1,6 +1,7 @@
 # mcuquant: the README's commands.
 #   make setup   install everything the project needs (safe to re-run; quick when done)
-#   make test    run the test suite (fast tests by default; PYTEST_ARGS="-m slow" etc.)
+#   make test    run the test suite (everything but the long campaigns marked slow)
+#   make test-all  the test suite plus the slow campaigns (500 random models, 100k fuzzed models)
 #   make demo    run the offline demo on sklearn's digits data set
 #   make clean   remove caches and demo output (keeps .venv; `make distclean` removes it)
 
@@ -19,7 +20,7 @@ PYTEST_ARGS ?=
 APT_PACKAGES := gcc libc6-dev gcc-arm-none-eabi libnewlib-arm-none-eabi \
                 libstdc++-arm-none-eabi-newlib qemu-system-arm
 
-.PHONY: setup system-deps pio-bootstrap test demo clean distclean
+.PHONY: setup system-deps pio-bootstrap test test-all demo clean distclean
 
 # setup: venv + Python package, system toolchain and emulator, PlatformIO's offline bootstrap.
 setup: $(STAMP) system-deps pio-bootstrap
@@ -56,6 +57,10 @@ test: setup
 	@rc=0; $(VPY) -m pytest -q $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: error: pytest collected no tests (exit 5)" >&2; fi; \
 	exit $$rc
+
+# test-all: the suite plus the slow acceptance campaigns.
+test-all: PYTEST_ARGS += --runslow
+test-all: test
 
 # demo: digits -> CNN -> QAT and PTQ -> host ladder -> qemu-nano33 (QEMU), offline; report.json in the folder.
 demo: setup
