@@ -9,7 +9,9 @@ tests/test_builtin_bitexact.py), per model in ../shared/models and per extra mod
   included (mcuquant.builtin.cross.device_arena_bytes: 32-bit struct sizes read from the cross
   compiler, activation plan from the runtime itself);
 - builtin arena (host): the same on this 64-bit host (HostRuntime.arena_required);
-- export estimate: the arena estimate the exporter writes into model_config.h (activations only);
+- tflm export estimate: the arena the exporter writes into model_config.h for the tflm backend
+  (mcuquant.export.estimate_arena_bytes: activations only, no TFLM bookkeeping; for the builtin
+  backend the exporter writes the exact M4F figure of the first column);
 - tflm arena (host): what TensorFlow Lite Micro's host interpreter reports with its
   RecordingMicroAllocator ("Arena allocation total", printed by print_allocations(); the PyPI
   tflite_micro runtime has no arena_used_bytes()). It is a 64-bit host figure: TFLM's structs
@@ -97,7 +99,7 @@ def measure(name: str, model: bytes, samples: int) -> dict:
 COLUMNS = (
     ("model", "model", "{}"), ("bytes", "model bytes", "{:,}"), ("ops", "ops", "{}"),
     ("builtin_arena_m4f", "builtin arena M4F", "{:,}"), ("builtin_arena_host", "builtin arena host", "{:,}"),
-    ("export_estimate", "export estimate", "{:,}"), ("tflm_arena_host", "tflm arena host", "{:,}"),
+    ("export_estimate", "tflm export estimate", "{:,}"), ("tflm_arena_host", "tflm arena host", "{:,}"),
     ("builtin_samples_per_s", "builtin-host samples/s", "{:,.0f}"),
     ("tflm_samples_per_s", "tflm-host samples/s", "{:,.0f}"),
 )  # fmt: skip
