@@ -240,7 +240,6 @@ def test_softmax_quantization_tflm_refuses():
         Runner("builtin-host", single_op_model("SOFTMAX", shape, INT8, (0.1, 0), INT16, (1 / 65536, -32768), beta=1.0))
 
 
-@pytest.mark.slow
 def test_tflm_aborts_where_builtin_softmax_errors():
     """Why the builtin runtime errors there: TFLM itself aborts the process (SIGABRT)."""
     code = ("import sys, numpy as np; sys.path.insert(0, sys.argv[1]);"
@@ -407,17 +406,15 @@ def test_converted_relu6_keeps_tflm_quirk(converted):
 # ---------------------------------------------------------------------------------------------
 # Longer campaigns
 
-@pytest.mark.slow
 @pytest.mark.parametrize("op", ["RELU", "RELU6", "LOGISTIC", "TANH", "HARD_SWISH"])
-def test_elementwise_sweep_slow(op):
+def test_elementwise_random_scales_sweep(op):
     rng = np.random.default_rng(100 + OPCODES[op])
     for iq, oq in elementwise_cases(op, n=400, seed=100 + OPCODES[op]):
         x = rng.permutation(ALL_INT8)[None]
         compare(single_op_model(op, x.shape, INT8, iq, INT8, oq), [x], f"{op} in {iq} out {oq}")
 
 
-@pytest.mark.slow
-def test_softmax_sweep_slow():
+def test_softmax_random_scales_sweep():
     rng = np.random.default_rng(7)
     for _ in range(500):
         depth = int(rng.choice([1, 2, 5, 16, 100, 300, 511]))

@@ -385,7 +385,6 @@ def test_mq_run_error_line_and_fuzz_stream(small_models, shared_models, tmp_path
 # Packaging.
 
 
-@pytest.mark.slow
 def test_wheel_ships_the_c_sources_and_sources_finds_them(tmp_path):
     import sys
     import zipfile
