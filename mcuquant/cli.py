@@ -105,7 +105,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(f"  builtin runtime on {result.core}: arena {result.arena_bytes} bytes (exact), "
               f"runtime code {result.runtime_code_bytes} bytes")
     else:
-        print(f"  {args.backend} backend: arena estimate {result.arena_bytes} bytes (activations only)")
+        print(f"  {args.backend} backend: arena {result.arena_bytes} bytes "
+              "(TFLM's own measurement on the host plus scratch headroom; see model_config.h)")
     for file in result.files:
         print(f"  {file}")
     return 0

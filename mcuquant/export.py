@@ -1,5 +1,5 @@
 """Export an int8 .tflite model as C sources for the firmware: the flatbuffer as an aligned C array
-plus a model config header (ops used, input/output quantization, model SHA-256, arena estimate).
+plus a model config header (ops used, input/output quantization, model SHA-256, arena size).
 
 The model is checked before anything is written: it is parsed with the FlatBuffers schema reader
 that tflite-micro ships (``runtime.schema_fb``, generated Python code; no TensorFlow import), every
@@ -85,7 +85,9 @@ _ARENA_ALIGNMENT = 16
 # C identifiers.
 
 # C99/C11/C23 keywords, plus names the standard headers define as macros or that a firmware
-# entry point uses, so a model called "bool" or "main" cannot break the build.
+# entry point uses, so a model called "bool" or "main" cannot break the build. model_data.h is
+# also included from C++ (the tflm backend): C++ keywords, and the namespaces TFLM's headers
+# open at global scope, are taken too.
 C_RESERVED_WORDS = frozenset(
     """
     auto break case char const continue default do double else enum extern float for goto if
@@ -94,6 +96,11 @@ C_RESERVED_WORDS = frozenset(
     _Imaginary _Noreturn _Static_assert _Thread_local alignas alignof bool constexpr false
     nullptr static_assert thread_local true typeof typeof_unqual _BitInt _Decimal32 _Decimal64
     _Decimal128 noreturn complex imaginary NULL EOF errno assert offsetof main asm fortran
+    and and_eq bitand bitor catch char8_t char16_t char32_t class compl concept consteval
+    constinit co_await co_return co_yield decltype delete dynamic_cast explicit export friend
+    mutable namespace new noexcept not not_eq operator or or_eq private protected public
+    reinterpret_cast requires static_cast template this throw try typeid typename using virtual
+    wchar_t xor xor_eq const_cast std tflite flatbuffers gemmlowp
     """.split()
 )
 
@@ -174,7 +181,7 @@ class ModelInfo:
 class ExportResult:
     files: tuple[Path, ...]  # model_data.c, model_data.h, model_config.h
     identifier: str  # the C array's name; its length constant is f"{identifier}_len"
-    arena_bytes: int  # MCUQUANT_ARENA_BYTES: exact for builtin (see _builtin_sizes), an estimate for tflm
+    arena_bytes: int  # MCUQUANT_ARENA_BYTES: exact for builtin (_builtin_sizes), measured + margin for tflm (tflm_arena)
     ops: tuple[str, ...]  # op names used, sorted
     sha256: str
     model_bytes: int
@@ -424,7 +431,7 @@ def estimate_arena_bytes(info: ModelInfo, alignment: int = _ARENA_ALIGNMENT) -> 
 
     This is an estimate of activation memory only: no kernel scratch buffers, no runtime
     bookkeeping, no in-place reuse (e.g. RESHAPE). The builtin backend's exports use the runtime's
-    own plan instead (exact); this estimate remains for the tflm backend.
+    own plan instead (exact), the tflm backend's TFLM's own measurement (tflm_arena).
     """
     last_step = max(len(info.operators) - 1, 0)
     first: dict[int, int] = {}
@@ -461,6 +468,119 @@ def estimate_arena_bytes(info: ModelInfo, alignment: int = _ARENA_ALIGNMENT) -> 
         placed.append((offset, offset + size, first[t], last[t]))
         arena = max(arena, offset + size)
     return aligned(arena)
+
+
+# ---------------------------------------------------------------------------------------------
+# Arena of the tflm backend: measured by TFLM itself.
+
+#: Added to the tflm arena for what the host measurement cannot see (see tflm_arena).
+TFLM_ARENA_MARGIN_BYTES = 512
+# CMSIS-NN's depthwise-convolution block of input channels on MVE cores (CH_IN_BLOCK_MVE).
+_CMSIS_NN_MVE_CHANNEL_BLOCK = 124
+_TFLM_ALLOCATION_TOTAL_RE = re.compile(r"Arena allocation total (\d+) bytes")
+_TFLM_ARENA_TOO_SMALL_RE = re.compile(r"Failed to resize buffer|failed to allocate tensors", re.IGNORECASE)
+# Run in a child process: TFLM aborts the whole process on some models instead of failing.
+_TFLM_MEASURE = (
+    "import sys\n"
+    "from tflite_micro.python.tflite_micro import runtime\n"
+    "runtime.Interpreter.from_bytes(sys.stdin.buffer.read(), arena_size=int(sys.argv[1])).print_allocations()\n"
+)
+
+
+def tflm_host_arena_bytes(tflite: bytes, timeout: float = 300.0) -> int:
+    """The arena TFLM uses for ``tflite``, as the tflite-micro host interpreter records it.
+
+    The PyPI tflite-micro interpreter allocates with TFLM's RecordingMicroAllocator and its
+    ``print_allocations()`` writes "Arena allocation total N bytes" (persistent tensor and
+    operator data, and the planned activations) to the process's stderr. This runs in a child
+    process, with arenas of 1 MiB, then 8x larger while that is too small. Raises
+    UnsupportedOpError when TFLM cannot prepare the model at all.
+
+    The figure is for a 64-bit host and TFLM's reference kernels; see tflm_arena() for what
+    that means on a board.
+    """
+    import subprocess
+    import sys
+
+    arena = 1 << 20
+    while True:
+        try:
+            proc = subprocess.run([sys.executable, "-c", _TFLM_MEASURE, str(arena)], input=bytes(tflite),
+                                  capture_output=True, timeout=timeout, check=False)
+        except subprocess.TimeoutExpired as exc:
+            raise UnsupportedOpError(f"TFLM did not prepare the model within {timeout:.0f} s") from exc
+        err = proc.stderr.decode("utf-8", "replace")
+        found = _TFLM_ALLOCATION_TOTAL_RE.search(err)
+        if proc.returncode == 0 and found:
+            return int(found.group(1))
+        if proc.returncode != 0 and _TFLM_ARENA_TOO_SMALL_RE.search(err) and arena < 1 << 30:
+            arena *= 8
+            continue
+        lines = [line for line in err.splitlines() if line.strip() and not line.startswith("WARNING")]
+        raise UnsupportedOpError(f"TFLM cannot prepare this model (tflite-micro host interpreter, exit "
+                                 f"{proc.returncode}): {' | '.join(lines[-3:]) or 'no message'}")
+
+
+def cmsis_nn_scratch_bound(info: ModelInfo) -> int:
+    """An upper bound on the largest scratch buffer CMSIS-NN kernels request for one operator.
+
+    The TFLM Arduino library runs CONV_2D, DEPTHWISE_CONV_2D and AVERAGE_POOL_2D with CMSIS-NN,
+    whose kernels ask TFLM for an im2col / accumulator buffer that TFLM's reference kernels (what
+    the host measures) do not need. Bounds over every code path of its CMSIS-NN (plain C, DSP and
+    MVE cores): convolution 4 * (in_ch * kh * kw + 7) bytes; depthwise convolution
+    max(2 * in_ch, 4 * 124) * kh * kw; average pooling 4 * in_ch. A scratch buffer lives only
+    while its operator runs, so the largest one counts.
+    """
+    bound = 0
+    for op in info.operators:
+        if op.name not in ("CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D") or not op.inputs or op.inputs[0] < 0:
+            continue
+        in_shape = info.tensors[op.inputs[0]].shape
+        in_ch = in_shape[-1] if in_shape else 0
+        if op.name == "AVERAGE_POOL_2D":
+            bound = max(bound, 4 * in_ch)
+            continue
+        if len(op.inputs) < 2 or op.inputs[1] < 0 or len(info.tensors[op.inputs[1]].shape) != 4:
+            continue
+        kh, kw = info.tensors[op.inputs[1]].shape[1:3]
+        if op.name == "CONV_2D":
+            bound = max(bound, 4 * (in_ch * kh * kw + 7))
+        else:
+            bound = max(bound, max(2 * in_ch, 4 * _CMSIS_NN_MVE_CHANNEL_BLOCK) * kh * kw)
+    return bound
+
+
+@dataclass(frozen=True)
+class TflmArena:
+    """The tflm backend's arena and how it was obtained (see tflm_arena)."""
+
+    host_bytes: int  # tflm_host_arena_bytes
+    scratch_bytes: int  # cmsis_nn_scratch_bound
+    margin_bytes: int  # TFLM_ARENA_MARGIN_BYTES
+    bytes: int  # their sum, aligned: MCUQUANT_ARENA_BYTES
+
+
+def tflm_arena(tflite: bytes, info: ModelInfo, alignment: int = _ARENA_ALIGNMENT) -> TflmArena:
+    """Arena for the tflm backend on a 32-bit board: MCUQUANT_ARENA_BYTES of a tflm export.
+
+    Method: TFLM's own measurement on the host (tflm_host_arena_bytes), plus the largest scratch
+    buffer CMSIS-NN may add (cmsis_nn_scratch_bound), plus TFLM_ARENA_MARGIN_BYTES, rounded up to
+    ``alignment``. Why that covers the board:
+
+    * the host is 64-bit: TFLM's per-tensor and per-operator structs hold pointers, so they are
+      larger there than on a 32-bit Cortex-M, and the host figure over-counts them;
+    * the host runs TFLM's reference kernels; the TFLM Arduino library runs CMSIS-NN kernels for
+      convolutions and pooling, whose scratch buffers the bound adds;
+    * the host interpreter (PyPI tflite-micro) is a newer TFLM than the Arduino library
+      (its last sync is from 2023): the margin absorbs small differences in their bookkeeping.
+
+    Checked on QEMU (tests/test_tflm_backend.py): the firmware reports the arena TFLM really used
+    in its handshake (mq_backend_arena_used), and it stays below this figure. When a board needs
+    more anyway, the firmware says so at start-up; -DMCUQUANT_TFLM_ARENA_BYTES=N overrides.
+    """
+    host, scratch = tflm_host_arena_bytes(tflite), cmsis_nn_scratch_bound(info)
+    need = host + scratch + TFLM_ARENA_MARGIN_BYTES
+    return TflmArena(host, scratch, TFLM_ARENA_MARGIN_BYTES, -(-need // alignment) * alignment)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -520,15 +640,18 @@ def export_model(tflite: bytes, out_dir, *, name: str | None = None, backend: st
     ``name`` (a model or file name, e.g. ``"kws_ref_model.tflite"``) gives the C identifier of the
     array; default ``"model"``. Nothing is written when the check fails. For the builtin backend
     the arena size is exact for ``core`` and the runtime's code size is reported (this needs the
-    host gcc and arm-none-eabi-gcc: ``make setup``); for tflm the arena is an estimate.
+    host gcc and arm-none-eabi-gcc: ``make setup``); for tflm it is TFLM's need measured on the host
+    plus a margin (tflm_arena).
     """
     data = bytes(tflite)
     info = _load_checked(data, backend)
     ident = c_identifier(name or "model")
+    tflm = None
     if backend == "builtin":
         arena, code_bytes = _builtin_sizes(data, core)
     else:
-        arena, code_bytes = estimate_arena_bytes(info), None
+        tflm = tflm_arena(data, info)
+        arena, code_bytes = tflm.bytes, None
     sha = info.sha256
     context = {
         "version": __version__,
@@ -550,6 +673,7 @@ def export_model(tflite: bytes, out_dir, *, name: str | None = None, backend: st
         "core": core,
         "runtime_code_bytes": code_bytes,
         "arena_alignment": _ARENA_ALIGNMENT,
+        "tflm": tflm,
         "largest_activation_bytes": max(
             (t.nbytes for t in info.tensors if not t.is_constant), default=0
         ),

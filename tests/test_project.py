@@ -18,7 +18,7 @@ import pytest
 from mcuquant.boards import get_board, list_boards
 from mcuquant.build import pio
 from mcuquant.build.pio import BuildError, build_project
-from mcuquant.build.project import MANIFEST, TFLM_ARDUINO_LIBRARY, firmware_root, generate_project
+from mcuquant.build.project import MANIFEST, TFLM_ARDUINO_LIBRARY, TFLM_MARKER, firmware_root, generate_project
 from mcuquant.errors import ConfigError
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
@@ -28,6 +28,12 @@ PHYSICAL = [b.name for b in list_boards() if not b.emulated]
 @pytest.fixture(scope="module")
 def kws(shared_models) -> bytes:
     return (shared_models / "kws_ref_model.tflite").read_bytes()
+
+
+@pytest.fixture(autouse=True)
+def _no_tflm_dir(monkeypatch):
+    """Projects here must not depend on the caller's MCUQUANT_TFLM_DIR (a test that wants one sets it)."""
+    monkeypatch.delenv("MCUQUANT_TFLM_DIR", raising=False)
 
 
 def _check_snapshot(name: str, text: str) -> None:
@@ -106,7 +112,8 @@ def test_refuses_to_overwrite_a_foreign_folder_and_bad_options(kws, tmp_path):
 
 def test_tflm_dir_replaces_the_git_url(kws, tmp_path, monkeypatch):
     lib = tmp_path / "Arduino_TensorFlowLite"
-    lib.mkdir()
+    (lib / TFLM_MARKER).parent.mkdir(parents=True)  # what makes a folder a TFLM Arduino library
+    (lib / TFLM_MARKER).write_text("")
     monkeypatch.setenv("MCUQUANT_TFLM_DIR", str(lib))
     project = generate_project("nano33", tmp_path / "p", tflite=kws)
     ini = (project.directory / "platformio.ini").read_text()

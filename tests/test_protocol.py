@@ -807,3 +807,11 @@ def test_nobody_connecting_ends_the_firmware(kws_fw):
     with fw:
         assert fw.wait(timeout=10) == 2
     assert "no connection" in fw.stderr_text()
+
+
+@pytest.mark.parametrize("name", ["arena.tflite", "interpreter.tflite", "error_text.tflite"])
+def test_model_named_like_a_firmware_variable_still_builds(kws_model, name):
+    """The model's C identifier comes from its file name; the firmware's own file-scope names must
+    not collide with it (they are prefixed)."""
+    exe = build_host_firmware(kws_model, name=name)
+    assert exe.is_file()

@@ -35,17 +35,17 @@
 typedef char mq_backend_dims_fit[(MQ_BACKEND_MAX_DIMS >= MQ_MAX_DIMS) ? 1 : -1];
 
 /* The device's one model: its arena, interpreter and last error, defined once for the image. */
-static ARENA_ALIGN16_PREFIX uint8_t arena[ARENA_BYTES] ARENA_ALIGN16;
-static mq_interpreter interpreter;
-static char error_text[200];
-static const uint8_t model_sha256[32] = MCUQUANT_MODEL_SHA256_BYTES;
+static ARENA_ALIGN16_PREFIX uint8_t mq_backend_arena[ARENA_BYTES] ARENA_ALIGN16;
+static mq_interpreter mq_backend_interpreter;
+static char mq_backend_error_text[200];
+static const uint8_t mq_backend_sha256_bytes[32] = MCUQUANT_MODEL_SHA256_BYTES;
 
 /* Append text / a decimal number to error_text (cut at its size). */
 static void error_append(const char *text)
 {
-    size_t len = strlen(error_text);
-    while (*text != '\0' && len + 1 < sizeof error_text) error_text[len++] = *text++;
-    error_text[len] = '\0';
+    size_t len = strlen(mq_backend_error_text);
+    while (*text != '\0' && len + 1 < sizeof mq_backend_error_text) mq_backend_error_text[len++] = *text++;
+    mq_backend_error_text[len] = '\0';
 }
 
 static void error_append_number(uint32_t number)
@@ -68,36 +68,36 @@ static uint32_t clamp_u32(size_t n)
 int mq_backend_init(void)
 {
     mq_status s;
-    error_text[0] = '\0';
-    s = mq_init(&interpreter, MCUQUANT_MODEL_DATA, MCUQUANT_MODEL_DATA_LEN, arena, sizeof arena);
+    mq_backend_error_text[0] = '\0';
+    s = mq_init(&mq_backend_interpreter, MCUQUANT_MODEL_DATA, MCUQUANT_MODEL_DATA_LEN, mq_backend_arena, sizeof mq_backend_arena);
     if (s == MQ_OK) return 0;
     error_append(mq_status_name(s));
     if (s == MQ_ERR_ARENA_TOO_SMALL) {
         error_append(": the model needs ");
-        error_append_number(clamp_u32(interpreter.arena_required));
+        error_append_number(clamp_u32(mq_backend_interpreter.arena_required));
         error_append(" arena bytes, the firmware has ");
-        error_append_number(clamp_u32(sizeof arena));
+        error_append_number(clamp_u32(sizeof mq_backend_arena));
         error_append(" (set MCUQUANT_BUILTIN_ARENA_BYTES)");
         return (int)s;
     }
-    if (interpreter.error_op >= 0) {
+    if (mq_backend_interpreter.error_op >= 0) {
         error_append(" at operator ");
-        error_append_number((uint32_t)interpreter.error_op);
+        error_append_number((uint32_t)mq_backend_interpreter.error_op);
     }
-    if (interpreter.error_detail != NULL && interpreter.error_detail[0] != '\0') {
+    if (mq_backend_interpreter.error_detail != NULL && mq_backend_interpreter.error_detail[0] != '\0') {
         error_append(": ");
-        error_append(interpreter.error_detail);
+        error_append(mq_backend_interpreter.error_detail);
     }
     return (int)s;
 }
 
-const char *mq_backend_error(void) { return error_text; }
+const char *mq_backend_error(void) { return mq_backend_error_text; }
 const char *mq_backend_name(void) { return "builtin"; }
-uint32_t mq_backend_arena_used(void) { return clamp_u32(interpreter.arena_required); }
-uint32_t mq_backend_arena_size(void) { return clamp_u32(sizeof arena); }
-const uint8_t *mq_backend_model_sha256(void) { return model_sha256; }
-uint32_t mq_backend_input_count(void) { return interpreter.ready ? mq_input_count(&interpreter) : 0; }
-uint32_t mq_backend_output_count(void) { return interpreter.ready ? mq_output_count(&interpreter) : 0; }
+uint32_t mq_backend_arena_used(void) { return clamp_u32(mq_backend_interpreter.arena_required); }
+uint32_t mq_backend_arena_size(void) { return clamp_u32(sizeof mq_backend_arena); }
+const uint8_t *mq_backend_model_sha256(void) { return mq_backend_sha256_bytes; }
+uint32_t mq_backend_input_count(void) { return mq_backend_interpreter.ready ? mq_input_count(&mq_backend_interpreter) : 0; }
+uint32_t mq_backend_output_count(void) { return mq_backend_interpreter.ready ? mq_output_count(&mq_backend_interpreter) : 0; }
 
 static int fill_spec(const mq_tensor *t, mq_tensor_spec *spec)
 {
@@ -115,35 +115,35 @@ static int fill_spec(const mq_tensor *t, mq_tensor_spec *spec)
 
 int mq_backend_input_spec(uint32_t i, mq_tensor_spec *spec)
 {
-    return interpreter.ready ? fill_spec(mq_input(&interpreter, i), spec) : 0;
+    return mq_backend_interpreter.ready ? fill_spec(mq_input(&mq_backend_interpreter, i), spec) : 0;
 }
 
 int mq_backend_output_spec(uint32_t i, mq_tensor_spec *spec)
 {
-    return interpreter.ready ? fill_spec(mq_output(&interpreter, i), spec) : 0;
+    return mq_backend_interpreter.ready ? fill_spec(mq_output(&mq_backend_interpreter, i), spec) : 0;
 }
 
 uint8_t *mq_backend_input_data(uint32_t i)
 {
-    mq_tensor *t = interpreter.ready ? mq_input(&interpreter, i) : NULL;
+    mq_tensor *t = mq_backend_interpreter.ready ? mq_input(&mq_backend_interpreter, i) : NULL;
     return t != NULL ? (uint8_t *)t->data : NULL;
 }
 
 const uint8_t *mq_backend_output_data(uint32_t i)
 {
-    mq_tensor *t = interpreter.ready ? mq_output(&interpreter, i) : NULL;
+    mq_tensor *t = mq_backend_interpreter.ready ? mq_output(&mq_backend_interpreter, i) : NULL;
     return t != NULL ? (const uint8_t *)t->data : NULL;
 }
 
 int mq_backend_invoke(void)
 {
-    mq_status s = mq_invoke(&interpreter);
+    mq_status s = mq_invoke(&mq_backend_interpreter);
     if (s == MQ_OK) return 0;
-    error_text[0] = '\0';
+    mq_backend_error_text[0] = '\0';
     error_append(mq_status_name(s));
-    if (interpreter.error_op >= 0) {
+    if (mq_backend_interpreter.error_op >= 0) {
         error_append(" at operator ");
-        error_append_number((uint32_t)interpreter.error_op);
+        error_append_number((uint32_t)mq_backend_interpreter.error_op);
     }
     return (int)s;
 }

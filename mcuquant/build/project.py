@@ -13,6 +13,13 @@ include/mq_board.h, and platformio.ini names the environment:
   backend comes from the TFLM Arduino library's git URL (``lib_deps``), or from a local
   library folder given as ``tflm_dir`` / ``$MCUQUANT_TFLM_DIR``.
 
+The ``tflm`` backend on an emulated board needs such a local library folder: the dev-platform
+compiles it (``custom_tflm_dir`` in platformio.ini; no registry, no git). Either way TFLM is
+built with TF_LITE_STATIC_MEMORY (as TFLM's own builds and the tflite-micro host interpreter:
+no malloc) and TF_LITE_STRIP_ERROR_STRINGS: the library's log goes to the Arduino ``Serial``,
+which is the serial link itself, and on boards other than the Nano 33 BLE the library defines
+no DebugLog() at all.
+
 Layout of a generated project::
 
     platformio.ini  mcuquant.ld (emulated)  mcuquant-project.json (what was generated from what)
@@ -57,6 +64,10 @@ BACKEND_SOURCES: dict[str, tuple[str, ...]] = {
 }
 #: The TensorFlow Lite Micro Arduino library (it left the Arduino Library Manager in 2022).
 TFLM_ARDUINO_LIBRARY = "https://github.com/tensorflow/tflite-micro-arduino-examples.git"
+#: A file every TFLM Arduino library folder has (relative to the folder).
+TFLM_MARKER = "src/tensorflow/lite/micro/micro_interpreter.h"
+#: Defines the tflm backend's builds get (the dev-platform adds them itself for emulated boards).
+TFLM_BUILD_FLAGS = ("-DTF_LITE_STATIC_MEMORY", "-DTF_LITE_STRIP_ERROR_STRINGS")
 #: Stack reserved at the bottom of RAM on emulated boards (counted against the RAM limit).
 DEFAULT_STACK_BYTES = 16384
 MANIFEST = "mcuquant-project.json"
@@ -100,7 +111,7 @@ class Project:
     env_name: str  # the [env:...] in platformio.ini (the board's name)
     backend: str | None  # None when a custom app replaced the firmware (tests, bring-up)
     model_sha256: str | None
-    arena_bytes: int | None  # the export's arena estimate
+    arena_bytes: int | None  # the export's MCUQUANT_ARENA_BYTES (exact for builtin, measured + margin for tflm)
     files: tuple[str, ...]  # every generated file, relative to directory, sorted
 
     @property
@@ -158,6 +169,7 @@ def generate_project(
         raise ConfigError(f"the tflm backend needs TensorFlow Lite Micro's sources, which no reachable registry "
                           f"has: set MCUQUANT_TFLM_DIR to a TFLM Arduino library folder, or build {board.name} "
                           "with the builtin backend")
+    tflm_path = _tflm_library(tflm_dir) if backend == "tflm" and app_dir is None and tflm_dir is not None else None
     if stack_bytes <= 0 or stack_bytes % 8:
         raise ConfigError(f"stack_bytes must be a positive multiple of 8, not {stack_bytes}")
     root = Path(firmware) if firmware else firmware_root()
@@ -179,16 +191,18 @@ def generate_project(
         files.append(_copy(root / rel, out / "src" / rel))
     files.extend(_copy(p, out / "src" / "app" / p.name) for p in app_sources)
 
+    context_backend = backend if app_dir is None else None  # None: a custom app, no backend
     context = {
         "version": __version__,
         "board": board,
         "env_name": board.name,
-        "backend": backend if app_dir is None else None,
+        "backend": context_backend,
         "model_name": model_name if tflite is not None else None,
         "sha256": sha,
         "include_dirs": sorted({f.parent.relative_to(out).as_posix() for f in files if f.suffix == ".h"}),
-        "build_flags": list(build_flags),
-        "lib_deps": _lib_deps(board, backend, tflm_dir) if app_dir is None else [],
+        "build_flags": [*(TFLM_BUILD_FLAGS if context_backend == "tflm" and not board.emulated else ()), *build_flags],
+        "lib_deps": _lib_deps(board, context_backend, tflm_path),
+        "tflm_dir": tflm_path.as_posix() if tflm_path is not None and board.emulated else None,
     }
     if board.emulated:
         q = board.qemu
@@ -242,12 +256,21 @@ def _render(template: str, dest: Path, context: dict) -> Path:
     return dest
 
 
-def _lib_deps(board: Board, backend: str, tflm_dir: str | Path | None) -> list[str]:
-    if backend != "tflm":
+def _tflm_library(tflm_dir: str | Path) -> Path:
+    """The TFLM Arduino library folder ``tflm_dir``, resolved, or a ConfigError saying what is wrong."""
+    path = Path(tflm_dir).expanduser().resolve()
+    if not path.is_dir():
+        raise ConfigError(f"MCUQUANT_TFLM_DIR / tflm_dir {path} is not a folder")
+    if not (path / TFLM_MARKER).is_file():
+        raise ConfigError(f"MCUQUANT_TFLM_DIR / tflm_dir {path} is not a TensorFlow Lite Micro Arduino library "
+                          f"(no {TFLM_MARKER}); use a checkout of {TFLM_ARDUINO_LIBRARY}")
+    return path
+
+
+def _lib_deps(board: Board, backend: str | None, tflm_path: Path | None) -> list[str]:
+    """platformio.ini lib_deps: TFLM for a physical board's tflm backend (emulated: the dev-platform)."""
+    if backend != "tflm" or board.emulated:
         return []
-    if tflm_dir is not None:
-        path = Path(tflm_dir).expanduser().resolve()
-        if not path.is_dir():
-            raise ConfigError(f"MCUQUANT_TFLM_DIR / tflm_dir {path} is not a folder")
-        return [f"symlink://{path.as_posix()}"]
+    if tflm_path is not None:
+        return [f"symlink://{tflm_path.as_posix()}"]
     return [TFLM_ARDUINO_LIBRARY]
