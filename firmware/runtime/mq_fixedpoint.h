@@ -1,7 +1,7 @@
 /*
  * Fixed-point helpers shared by the operator modules: the double-rounding requantization that
  * TensorFlow Lite Micro's reference kernels use by default (TFLITE_SINGLE_ROUNDING unset),
- * re-derived from gemmlowp's published semantics:
+ * re-derived from the published semantics of gemm-lowp's fixed-point header:
  *
  *   SaturatingRoundingDoublingHighMul(a, b) = round-half-away(a * b / 2^31), saturating the one
  *     overflow case a == b == INT32_MIN;
@@ -22,7 +22,7 @@ static inline int32_t mq_srdhm(int32_t a, int32_t b)
     if (a == INT32_MIN && b == INT32_MIN) return INT32_MAX;
     int64_t ab = (int64_t)a * (int64_t)b;
     int64_t nudge = ab >= 0 ? ((int64_t)1 << 30) : (1 - ((int64_t)1 << 30));
-    /* C division truncates toward zero, as gemmlowp's does. */
+    /* C division truncates toward zero, as gemm-lowp's does. */
     return (int32_t)((ab + nudge) / ((int64_t)1 << 31));
 }
 

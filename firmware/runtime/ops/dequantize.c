@@ -8,7 +8,7 @@
  */
 #include <string.h>
 
-#include "mq_gemmlowp.h"
+#include "mq_fixed_math.h"
 
 mq_status mq_check_dequantize(const mq_op_ctx *ctx)
 {

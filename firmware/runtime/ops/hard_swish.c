@@ -14,7 +14,7 @@
  * in float, which rounds differently in rare ties.) TFLM requires out_exp <= 0 (an output
  * multiplier below 1); so does check().
  */
-#include "mq_gemmlowp.h"
+#include "mq_fixed_math.h"
 
 typedef struct hard_swish_params {
     int32_t in_zp, out_zp;

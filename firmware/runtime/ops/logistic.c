@@ -11,7 +11,7 @@
  * result of every possible input byte is computed once per invoke into a 256-byte table on the
  * stack, then looked up; smaller tensors are computed element by element.
  */
-#include "mq_gemmlowp.h"
+#include "mq_fixed_math.h"
 
 static int8_t logistic_one(int32_t x, const mq_q4_input *p)
 {

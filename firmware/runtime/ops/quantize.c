@@ -16,7 +16,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "mq_gemmlowp.h"
+#include "mq_fixed_math.h"
 
 typedef struct requantize_params {
     int32_t multiplier;

@@ -15,7 +15,7 @@
  */
 #include <math.h>
 
-#include "mq_gemmlowp.h"
+#include "mq_fixed_math.h"
 
 typedef struct relu_params {
     int32_t multiplier;

@@ -6,7 +6,7 @@
  *   diff_min          = -floor((2^5 - 1) * 2^26 / 2^shift)
  *   per row: d = x - max(row); for d >= diff_min, e(d) = exp(srdhm(d * 2^shift, multiplier)
  *            read as Q5) in Q0; sum = sum of e(d) / 2^12 (Q12);
- *            1/sum as a Q0 significand and a power of two (the reciprocal step of gemmlowp);
+ *            1/sum as a Q0 significand and a power of two (the reciprocal step of gemm-lowp);
  *            y = rdivpot(srdhm(reciprocal, e(d)), exponent) - 128, clamped; d < diff_min -> -128
  *
  * The output must be quantized with scale exactly 1/256 and zero point -128 (TFLM's check).
@@ -21,7 +21,7 @@
  */
 #include <math.h>
 
-#include "mq_gemmlowp.h"
+#include "mq_fixed_math.h"
 
 #define SCALED_DIFF_INTEGER_BITS 5
 #define ACCUMULATION_INTEGER_BITS 12

@@ -10,7 +10,7 @@
  * Cost: as LOGISTIC (~20 64-bit multiplications per value; a 256-byte stack table per invoke
  * when the tensor has more than 256 elements).
  */
-#include "mq_gemmlowp.h"
+#include "mq_fixed_math.h"
 
 static int8_t tanh_one(int32_t x, const mq_q4_input *p)
 {

@@ -3,7 +3,7 @@
  * quantize, dequantize): Q-format fixed-point arithmetic, exp / logistic / tanh in fixed point,
  * and the input/output checks these single-input operators share.
  *
- * The fixed-point functions reproduce the published semantics of gemmlowp's fixedpoint library,
+ * The fixed-point functions reproduce the published semantics of the fixed-point header of Google's gemm-lowp library,
  * which TensorFlow Lite Micro's int8 softmax, logistic and tanh kernels are built on. They are
  * written here from that specification, with the integer-bit count of a Q format passed as an
  * argument instead of a template parameter:
@@ -16,8 +16,8 @@
  * The polynomial constants are the usual ones: round(2^31 * exp(-1/8)), round(2^31 / 3), the
  * Q0 values of exp(-2^k) for k = -2..4, and 48/17, -32/17 in Q2.
  */
-#ifndef MQ_GEMMLOWP_H
-#define MQ_GEMMLOWP_H
+#ifndef MQ_FIXED_MATH_H
+#define MQ_FIXED_MATH_H
 
 #include <math.h>
 #include <stdint.h>
@@ -278,4 +278,4 @@ static inline mq_status mq_nl_check_int8_unary(const mq_op_ctx *ctx)
     return mq_nl_check_int8_quantization(out);
 }
 
-#endif /* MQ_GEMMLOWP_H */
+#endif /* MQ_FIXED_MATH_H */
