@@ -85,9 +85,10 @@ _ARENA_ALIGNMENT = 16
 # C identifiers.
 
 # C99/C11/C23 keywords, plus names the standard headers define as macros or that a firmware
-# entry point uses, so a model called "bool" or "main" cannot break the build. model_data.h is
-# also included from C++ (the tflm backend): C++ keywords, and the namespaces TFLM's headers
-# open at global scope, are taken too.
+# entry point uses, so a model called "bool" or "main" cannot break the build, and C++ keywords
+# (model_data.h has C++ guards). C++ code never needs the array's own name: it reaches the model
+# through model_data.c's accessors (mcuquant_model_data()), so a model named like a namespace
+# of a C++ library (std, tflite, ...) cannot clash with it.
 C_RESERVED_WORDS = frozenset(
     """
     auto break case char const continue default do double else enum extern float for goto if
@@ -100,7 +101,7 @@ C_RESERVED_WORDS = frozenset(
     constinit co_await co_return co_yield decltype delete dynamic_cast explicit export friend
     mutable namespace new noexcept not not_eq operator or or_eq private protected public
     reinterpret_cast requires static_cast template this throw try typeid typename using virtual
-    wchar_t xor xor_eq const_cast std tflite flatbuffers gemmlowp
+    wchar_t xor xor_eq const_cast
     """.split()
 )
 

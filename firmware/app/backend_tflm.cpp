@@ -25,10 +25,10 @@
  * INVOKE, and mq_backend_input_data() hands out the input tensor itself.
  *
  * Objects are built in static storage with placement new inside mq_backend_init(): no static
- * constructors, no destructors, no heap. Everything here lives in namespace mcuquant_tflm, a
- * name the export never gives a model array (model_data.h declares the array at global scope
- * under a name derived from the model's file name, e.g. `model` or `arena`), and the array is
- * only named as ::MCUQUANT_MODEL_DATA.
+ * constructors, no destructors, no heap. Everything here lives in namespace mcuquant_tflm.
+ * model_data.h is not included: it declares the array at global scope under a name derived from
+ * the model's file name, which could be one of TFLM's namespaces (`tflite`, `flatbuffers`, ...);
+ * the model is reached through model_data.c's fixed-name accessors instead.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -39,8 +39,10 @@
 #include <utility>
 
 #include "model_config.h"
-#include "model_data.h"
 #include "mq_backend.h"
+
+// From model_data.c (see the note above on why model_data.h is not included).
+extern "C" const unsigned char *mcuquant_model_data(void);
 #include "tensorflow/lite/micro/kernels/add.h"
 #include "tensorflow/lite/micro/kernels/conv.h"
 #include "tensorflow/lite/micro/kernels/depthwise_conv.h"
@@ -176,7 +178,7 @@ int per_channel_fully_connected()
 
 int load()
 {
-    model = tflite::GetModel(::MCUQUANT_MODEL_DATA);
+    model = tflite::GetModel(::mcuquant_model_data());
     if (model->version() != TFLITE_SCHEMA_VERSION) {
         fail(kBadSchema, "model schema version ");
         error_append_number(model->version());
