@@ -16,9 +16,10 @@ STAMP       := $(VENV)/.mcuquant-installed
 PYTEST_ARGS ?=
 
 # Debian packages: the host C compiler (builtin runtime on the host, sanitizer builds), the
-# Cortex-M cross compiler with its C/C++ libraries, and the emulator.
+# Cortex-M cross compiler with its C/C++ libraries, the emulator, and Chromium (the HTML report's
+# screenshot test drives it through playwright).
 APT_PACKAGES := gcc libc6-dev gcc-arm-none-eabi libnewlib-arm-none-eabi \
-                libstdc++-arm-none-eabi-newlib qemu-system-arm
+                libstdc++-arm-none-eabi-newlib qemu-system-arm chromium
 
 .PHONY: setup system-deps pio-bootstrap test test-all demo clean distclean
 
@@ -34,12 +35,12 @@ $(STAMP): pyproject.toml | $(VPY)
 	$(VPY) -m pip install --disable-pip-version-check --progress-bar off -e '.[test]'
 	touch $@
 
-# apt packages, installed only when gcc, arm-none-eabi-gcc or qemu-system-arm is missing.
-# Uses sudo only when not root (sudo -n without a terminal, so CI never waits for a password).
+# apt packages, installed only when gcc, arm-none-eabi-gcc, qemu-system-arm or /usr/bin/chromium is
+# missing. Uses sudo only when not root (sudo -n without a terminal, so CI never waits for a password).
 system-deps:
 	@if command -v gcc >/dev/null 2>&1 && command -v arm-none-eabi-gcc >/dev/null 2>&1 \
-	    && command -v qemu-system-arm >/dev/null 2>&1; then \
-	    echo "setup: gcc, arm-none-eabi-gcc and qemu-system-arm present"; \
+	    && command -v qemu-system-arm >/dev/null 2>&1 && [ -x /usr/bin/chromium ]; then \
+	    echo "setup: gcc, arm-none-eabi-gcc, qemu-system-arm and chromium present"; \
 	else \
 	    if [ "$$(id -u)" = 0 ]; then sudo=; elif [ -t 0 ]; then sudo=sudo; else sudo="sudo -n"; fi; \
 	    echo "setup: installing $(APT_PACKAGES)"; \

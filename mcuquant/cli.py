@@ -152,11 +152,54 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from mcuquant.demo import run_demo
-    from mcuquant.report import print_report
+    from mcuquant.report import print_explained
 
     report = run_demo(args.out, board=args.board, progress=not args.quiet)
-    print_report(report)
-    print(f"report: {Path(args.out) / 'report.json'}  artifacts: {args.out}")
+    print_explained(report)
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from mcuquant.explain import run_explain
+    from mcuquant.report import print_explained
+
+    cfg = _config_from_args(args)
+    board = None if args.no_device else cfg.target.board
+    report = run_explain(cfg, args.out, board=board, gap_points=args.gap, progress=not args.quiet)
+    print_explained(report)
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from mcuquant.diff import format_diff, run_diff
+    from mcuquant.ladder import write_json
+    from mcuquant.report import wide_console
+
+    console = wide_console()
+    cfg = _config_from_args(args)
+    result = run_diff(args.a, args.b, data=getattr(args, "data.source"), data_options=cfg.data, samples=args.samples)
+    for item in format_diff(result, limit=args.limit):
+        console.print(item)
+    if args.json:
+        write_json(result, args.json)
+        print(f"diff: {args.json}")
+    return 0
+
+
+def cmd_layers(args: argparse.Namespace) -> int:
+    from mcuquant.ladder import write_json
+    from mcuquant.layers import format_rows, run_layers
+    from mcuquant.report import wide_console
+
+    console = wide_console()
+    cfg = _config_from_args(args)
+    result = run_layers(args.model, data=getattr(args, "data.source"), data_options=cfg.data, tflite=args.tflite,
+                        representative_samples=cfg.quantization.representative_samples,
+                        per_channel=cfg.quantization.per_channel, samples=args.samples, progress=not args.quiet)
+    console.print(format_rows(result, limit=args.limit))
+    if args.json:
+        write_json(result, args.json)
+        print(f"per-layer errors: {args.json}")
     return 0
 
 
@@ -316,13 +359,77 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(validate, keys=("data.", "quantization.representative", "quantization.per_channel", "target."))
     validate.set_defaults(func=cmd_validate)
 
+    explain = sub.add_parser(
+        "explain", help="where the accuracy went: findings in sentences, per-layer errors, HTML report",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Run the ladder (as `compare`), then the scenarios behind the usual questions, and state each\n"
+                    "finding with numbers:\n"
+                    "  (a) QAT converted to int8 vs its weights copied into the float model + PTQ: which activation\n"
+                    "      ranges moved, by how much, how many predictions changed\n"
+                    "  (b) float vs QAT vs PTQ with 95% intervals: distinguishable at this test-set size (McNemar)?\n"
+                    "      how many samples would resolve the gap, and a gap of --gap points?\n"
+                    "  (c) does calibrating on the evaluated data flatter the int8 model? (PTQ calibrated on the\n"
+                    "      train split vs on the test split, both evaluated on the test split)\n"
+                    "  (d) host vs device: each disagreement attributed to quantization, kernel implementation or\n"
+                    "      transport (the models run on --board; skip with --no-device)\n"
+                    "plus per-layer quantization errors (Keras layer names, worst first). Writes report.json,\n"
+                    "a self-contained report.html (opens offline) and report.md in --out.",
+        epilog="examples:\n  mcuquant explain --data builtin:digits --model zoo:cnn\n"
+               "  mcuquant explain --data my_data.npz --model my_model.h5 --out work --no-device")
+    _add_config_flags(explain)
+    explain.add_argument("--out", default="mcuquant-out/explain", metavar="DIR",
+                         help="work directory: models, report.json, report.html, report.md (default: %(default)s)")
+    explain.add_argument("--gap", type=float, default=1.0, metavar="POINTS",
+                         help="accuracy gap in percentage points whose required test-set size is stated "
+                              "(default: %(default)s)")
+    explain.add_argument("--no-device", action="store_true", help="skip the device measurement of finding (d)")
+    explain.add_argument("--quiet", action="store_true", help="no progress bars")
+    explain.set_defaults(func=cmd_explain)
+
+    diff = sub.add_parser(
+        "diff", help="tensor-by-tensor comparison of two int8 .tflite models of the same network",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Match the tensors of two int8 models by graph structure (names and order differ between\n"
+                    "conversions) and compare activation scales and zero points, weight and bias buffers; the\n"
+                    "tensors whose scale differs come first, largest relative difference first. With --data, both\n"
+                    "models run on its test split (tflm-host): prediction agreement, class flips, error rates.",
+        epilog="example (a QAT model converted directly vs its weights copied into the float model + PTQ):\n"
+               "  mcuquant diff work/qat.tflite work/qat_weights_ptq.tflite --data builtin:digits")
+    diff.add_argument("a", metavar="A.tflite")
+    diff.add_argument("b", metavar="B.tflite")
+    diff.add_argument("--samples", type=_positive, metavar="N", help="use the first N test samples (default: all)")
+    diff.add_argument("--limit", type=_positive, default=20, metavar="N", help="rows per table (default: %(default)s)")
+    diff.add_argument("--json", metavar="FILE", help="write the whole comparison to FILE")
+    _add_config_flags(diff, keys=("data.",))
+    diff.set_defaults(func=cmd_diff)
+
+    layers = sub.add_parser(
+        "layers", help="per-layer quantization error of an int8 model against its float Keras model",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Run the float Keras model and its int8 model (--tflite, or a PTQ conversion calibrated on the\n"
+                    "train split of --data) on test samples, keep every intermediate tensor, and report per tensor:\n"
+                    "RMSE and max error of the dequantized int8 activation against the float one, the same in\n"
+                    "quantization steps, the share of float values clipped at the int8 range ends, and each\n"
+                    "layer's own (local) error from TFLite's QuantizationDebugger. Named by Keras layers, worst first.",
+        epilog="example:\n  mcuquant layers --model pretrainedResnet.h5 --data cifar_like.npz")
+    layers.add_argument("--model", required=True, metavar="M", help="float Keras model (.keras, .h5, SavedModel)")
+    layers.add_argument("--tflite", metavar="T", help="its int8 model (default: PTQ-converted here)")
+    layers.add_argument("--samples", type=_positive, default=200, metavar="N",
+                        help="test samples to compare on (default: %(default)s)")
+    layers.add_argument("--limit", type=_positive, default=20, metavar="N", help="rows to print (default: %(default)s)")
+    layers.add_argument("--json", metavar="FILE", help="write every row to FILE")
+    layers.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_config_flags(layers, keys=("data.", "quantization.representative", "quantization.per_channel"))
+    layers.set_defaults(func=cmd_layers)
+
     demo = sub.add_parser(
         "demo", help="the whole chain offline: digits -> CNN -> QAT and PTQ -> ladder -> qemu-nano33",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Train the zoo CNN on sklearn's digits, fine-tune it with QAT, convert it with PTQ and from\n"
                     "QAT, evaluate every host rung, then build both int8 models for an emulated board, run them\n"
-                    "in QEMU and add the ptq/device and qat/device rungs: the full ladder, printed and written\n"
-                    "to DIR/report.json. Offline; a few minutes on two cores.",
+                    "in QEMU and add the ptq/device and qat/device rungs; explain where the accuracy went\n"
+                    "(`mcuquant explain`): the full ladder and the findings, printed and written to\n"
+                    "DIR/report.json, DIR/report.html and DIR/report.md. Offline; a few minutes on two cores.",
         epilog="example:\n  mcuquant demo --out mcuquant-out/demo")
     demo.add_argument("--out", default="mcuquant-out/demo", metavar="DIR", help="work folder (default: %(default)s)")
     demo.add_argument("--board", default="qemu-nano33", metavar="BOARD",

@@ -3,8 +3,9 @@
     builtin:digits -> zoo CNN (float training) -> QAT fine-tuning -> PTQ and QAT int8 conversions
         -> host ladder (keras, LiteRT, LiteRT reference, tflm-host, builtin-host)
         -> firmware for qemu-nano33 (builtin runtime) -> QEMU -> ptq/device and qat/device rungs
+        -> findings (mcuquant explain) -> report.json, report.html, report.md
 
-Everything lands in one work folder (report.json, the models, the firmware projects and ELFs).
+Everything lands in one work folder (reports, the models, the firmware projects and ELFs).
 """
 
 from __future__ import annotations
@@ -18,13 +19,9 @@ DEFAULT_OUT = Path("mcuquant-out/demo")
 
 
 def run_demo(out_dir: str | Path = DEFAULT_OUT, *, board: str = DEMO_BOARD, progress: bool = True) -> dict:
-    """Run `mcuquant compare` on the digits CNN, then validate both int8 models on ``board``."""
+    """`mcuquant explain` on the digits CNN: the ladder, both int8 models on ``board``, the findings."""
     from mcuquant.config import build_config
-    from mcuquant.device.validate import validate
-    from mcuquant.ladder import run_compare
-    from mcuquant.progress import console
+    from mcuquant.explain import run_explain
 
     cfg = build_config({}, {"data.source": DEMO_DATA, "model.source": DEMO_MODEL, "target.board": board})
-    run_compare(cfg, out_dir, progress=progress)
-    console.print(f"measuring the int8 models on {board}")
-    return validate(board, out_dir, progress=progress)
+    return run_explain(cfg, out_dir, board=board, progress=progress)

@@ -87,14 +87,23 @@ def _score_rungs(rungs: list[Rung], data: Dataset) -> tuple[list[dict], list[dic
     return score_rungs(rungs, data.y_test, data.task)
 
 
+def confusion_matrix(y: np.ndarray, predictions: np.ndarray, n_classes: int) -> list[list[int]]:
+    """Counts per (true class, predicted class): rows are the true classes."""
+    matrix = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(matrix, (y.astype(np.int64), predictions.astype(np.int64)), 1)
+    return matrix.tolist()
+
+
 def score_rungs(rungs: list[Rung], y: np.ndarray, task: str) -> tuple[list[dict], list[dict]]:
     """Each rung's metric with its interval, and the paired comparisons of `comparison_pairs`."""
     by_id = {r.id: r for r in rungs}
     results, comparisons = [], []
     if task == "classification":
         correct = {r.id: r.predictions == y for r in rungs}
+        n_classes = int(max([y.max(initial=0)] + [r.predictions.max(initial=0) for r in rungs])) + 1
         for r in rungs:
-            results.append({"id": r.id, **stats.classification_rung(correct[r.id])})
+            results.append({"id": r.id, **stats.classification_rung(correct[r.id]),
+                            "confusion": confusion_matrix(y, r.predictions, n_classes)})
         for a, b, why in comparison_pairs([r.id for r in rungs]):
             comparisons.append({**stats.compare_classification(a, b, correct[a], correct[b]), "kind": why})
     else:
@@ -113,8 +122,24 @@ def score_rungs(rungs: list[Rung], y: np.ndarray, task: str) -> tuple[list[dict]
     return results, comparisons
 
 
-def run_compare(cfg: Config, out_dir: str | Path, *, progress: bool = True) -> dict:
-    """Train (or load), QAT, convert, run every host rung on the test split; return the report."""
+@dataclass
+class Prepared:
+    """Everything the ladder is measured on: the data, the Keras models and their conversions."""
+
+    cfg: Config
+    out: Path
+    data: Dataset
+    float_model: object  # tf_keras Model
+    qat_model: object
+    representative: np.ndarray  # PTQ calibration samples (train split)
+    conversions: list  # quantize.Conversion
+    history: dict
+    qat_history: dict
+    started: float
+
+
+def prepare(cfg: Config, out_dir: str | Path, *, progress: bool = True) -> Prepared:
+    """Load the data, train (or load) the float model, fine-tune it with QAT and convert both to int8."""
     from mcuquant.quantize import convert_ptq, convert_ptq16x8, convert_qat, representative_samples
     from mcuquant.train import quantization_aware, set_seeds, train_float
 
@@ -143,8 +168,18 @@ def run_compare(cfg: Config, out_dir: str | Path, *, progress: bool = True) -> d
         conversions.append(convert_ptq16x8(model, representative))
     for conv in conversions:
         (out / f"{conv.variant}.tflite").write_bytes(conv.tflite)
+    return Prepared(cfg, out, data, model, qat_model, representative, conversions, history, qat_history, started)
 
-    rungs = [Rung("keras-float", _keras_predictions(model, data)), Rung("keras-qat", _keras_predictions(qat_model, data))]
+
+def run_compare(cfg: Config, out_dir: str | Path, *, progress: bool = True) -> dict:
+    """Train (or load), QAT, convert, run every host rung on the test split; return the report."""
+    return evaluate_ladder(prepare(cfg, out_dir, progress=progress), progress=progress)
+
+
+def evaluate_ladder(prep: Prepared, *, progress: bool = True) -> dict:
+    """Run every host rung of `prep` on the test split; write rungs.npz and report.json; return the report."""
+    data, out, model, conversions = prep.data, prep.out, prep.float_model, prep.conversions
+    rungs = [Rung("keras-float", _keras_predictions(model, data)), Rung("keras-qat", _keras_predictions(prep.qat_model, data))]
     agreements = []
     for conv in conversions:
         kinds = [k for k in RUNTIMES if k != "builtin-host" or conv.variant in INT8_VARIANTS]
@@ -168,15 +203,16 @@ def run_compare(cfg: Config, out_dir: str | Path, *, progress: bool = True) -> d
 
     results, comparisons = _score_rungs(rungs, data)
     save_rungs(rungs, out / RUNGS_FILE)
+    cfg = prep.cfg
     report = {
         "mcuquant_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "seconds": round(time.time() - started, 1),
+        "seconds": round(time.time() - prep.started, 1),
         "config": cfg.to_dict(),
         "dataset": {**data.summary(), "n_test": int(len(data.x_test))},
         "task": data.task,
         "model": {"source": cfg.model.source, "name": model.name, "parameters": int(model.count_params()),
-                  "float_training": history, "qat_training": qat_history},
+                  "float_training": prep.history, "qat_training": prep.qat_history},
         "conversions": {c.variant: c.summary() for c in conversions},
         "rungs": results,
         "comparisons": comparisons,

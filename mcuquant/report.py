@@ -7,8 +7,15 @@ A report from `mcuquant compare` has host rungs only; `mcuquant validate` and `m
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rich.console import Console
 from rich.table import Table
+
+
+def wide_console() -> Console:
+    """The terminal's width, or 140 columns when the output is a file or a pipe (tables stay unwrapped)."""
+    return Console(width=None if Console().is_terminal else 140)
 
 
 def _pct(x: float) -> str:
@@ -111,7 +118,7 @@ def mismatch_lines(report: dict, limit: int = 10) -> list[str]:
 
 
 def print_report(report: dict, console: Console | None = None) -> None:
-    console = console or Console(width=None if Console().is_terminal else 140)
+    console = console or wide_console()
     if _scored(report):
         console.print(ladder_table(report))
     float_vs = [c for c in report.get("comparisons", []) if c["a"] == "keras-float" and "/" in c["b"]]
@@ -151,3 +158,33 @@ def build_lines(result, *, uploaded_to: str | None = None) -> list[str]:
         lines.append(f"  uploaded to {uploaded_to}")
     lines.append(f"  build log: {result.log}")
     return lines
+
+
+def findings_lines(report: dict) -> list[str]:
+    """The findings of `mcuquant explain`, one paragraph per finding."""
+    lines = []
+    for f in report.get("explain", {}).get("findings", []):
+        lines.append(f"({f['id']}) {f['title']}")
+        lines.extend(f"    {sentence}" for sentence in f["sentences"])
+    return lines
+
+
+def print_explained(report: dict, console: Console | None = None) -> None:
+    """The ladder, the findings with their numbers, and where the full report is."""
+    console = console or wide_console()
+    print_report(report, console)
+    explain = report.get("explain")
+    if not explain:
+        return
+    layers = explain.get("layers", {}).get("ptq")
+    if layers and layers.get("rows"):
+        from mcuquant.layers import format_rows
+
+        console.print(format_rows(layers, limit=8))
+    console.print("[bold]Findings[/bold]")
+    for line in findings_lines(report):
+        console.print(line, markup=False, highlight=False)
+    artifacts = report["artifacts"]
+    folder = Path(artifacts["dir"])
+    console.print(f"report: {folder / 'report.json'}, {folder / artifacts.get('html', 'report.html')}, "
+                  f"{folder / artifacts.get('markdown', 'report.md')}", markup=False, highlight=False)

@@ -1,0 +1,439 @@
+"""Tensor-by-tensor comparison of two int8 models of the same network.
+
+Why two conversions of one network disagree (seed 000: a QAT model converted to int8 vs its
+weights copied into the float model and converted with PTQ) is answered by their quantization
+parameters: activation scales and zero points, weight and bias buffers, and what the models
+predict on the same samples. Tensors are matched by graph structure (`Graph.structural_keys`),
+since names and order differ between conversions; a constant (weights, bias) is known by its
+consumer operator and input position. The result follows the diff format of issue 6
+(report["explain"]["weights_copied"]["diff"]): plain JSON-serialisable data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from mcuquant.config import DataConfig
+from mcuquant.errors import ConfigError, DatasetError, ModelError
+from mcuquant.graph import Graph, Tensor
+from mcuquant.interpreters import RUNTIMES, Runner, dequantize, quantize
+from mcuquant.tf_import import native_stderr_captured
+
+_QUANTIZED_IO = ("int8", "int16")
+# Parts of converter tensor names that are not Keras layers.
+_NOT_LAYERS = ("StatefulPartitionedCall", "PartitionedCall", "Identity", "arith.constant", "tfl.")
+
+
+# ---------------------------------------------------------------------------------------------
+# Names and weights
+
+
+def keras_layer_names(tensor_name: str) -> list[str]:
+    """Keras layers named in a converter tensor name, in order, without tfmot's "quant_" prefix.
+
+    "model/quant_conv2d/Relu;model/quant_conv2d/BiasAdd" -> ["conv2d"]; the graph input
+    "serving_default_input:0" -> ["input"]. Each ";"-separated part is "model/layer/op...", so the
+    second component is the layer (for a nested model that is the sub-model's name). Names only:
+    the converter merges names of fused ops in its own order, not the model's.
+    """
+    layers: list[str] = []
+    for part in tensor_name.split(";"):
+        part = part.split(":")[0]
+        components = part.split("/")
+        if len(components) >= 3:
+            layer = components[1]
+        elif len(components) == 1:  # a graph input: its Keras Input layer's name
+            layer = part.removeprefix("serving_default_")
+        else:
+            continue
+        layer = layer.removeprefix("quant_")
+        if layer and not layer.startswith(_NOT_LAYERS) and layer not in layers:
+            layers.append(layer)
+    return layers
+
+
+def copy_qat_weights(qat_model, float_model):
+    """A clone of `float_model` holding the weights of `qat_model` (a tfmot quantize_model of it).
+
+    tfmot's QuantizeWrapper keeps the inner layer's variables (kernel, bias, BN statistics) under
+    the inner layer's names but detaches the kernel from the inner layer, so variables are matched
+    by their attribute name ("kernel:0") among the wrapper's weights, not via `wrapper.layer`.
+    """
+    from mcuquant.tf_import import keras
+
+    qat_by_name = {}
+    for layer in qat_model.layers:
+        inner = getattr(layer, "layer", None)  # QuantizeWrapper(V2)
+        qat_by_name[inner.name if inner is not None else layer.name] = layer
+    clone = keras().models.clone_model(float_model)
+    clone.set_weights(float_model.get_weights())
+    for layer in clone.layers:
+        if not layer.weights:
+            continue
+        source = qat_by_name.get(layer.name)
+        if source is None:
+            raise ModelError(f"float layer '{layer.name}' has no counterpart in the QAT model '{qat_model.name}': "
+                             "give the QAT model made from this float model (tfmot quantize_model keeps layer names)")
+        values = [_source_variable(source, layer.name, w).numpy() for w in layer.weights]
+        layer.set_weights(values)
+    return clone
+
+
+def _attribute(variable_name: str) -> str:
+    return variable_name.rsplit("/", 1)[-1]
+
+
+def _source_variable(qat_layer, layer_name: str, target):
+    candidates = [v for v in qat_layer.weights if _attribute(v.name) == _attribute(target.name)]
+    if len(candidates) > 1:  # prefer the inner layer's own variable
+        candidates = [v for v in candidates if v.name.startswith(f"{layer_name}/")] or candidates
+    if not candidates or tuple(candidates[0].shape) != tuple(target.shape):
+        raise ModelError(f"float layer '{layer_name}': QAT layer '{qat_layer.name}' has no variable "
+                         f"'{_attribute(target.name)}' of shape {tuple(target.shape)}; the two models are not the "
+                         "same network")
+    return candidates[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Matching tensors
+
+
+def _load(model: bytes, name: str) -> Graph:
+    if len(model) < 8 or model[4:8] != b"TFL3":
+        raise ModelError(f"{name} is not a .tflite model (no TFL3 identifier): give an int8 .tflite file")
+    try:
+        graph = Graph.from_tflite(model)
+    except ModelError as exc:
+        raise ModelError(f"{name}: {exc}") from None
+    if len(graph.inputs) != 1 or len(graph.outputs) != 1:
+        raise ModelError(f"{name} has {len(graph.inputs)} inputs and {len(graph.outputs)} outputs; mcuquant diff "
+                         "compares models with one input and one output")
+    io = [graph.tensors[graph.inputs[0]], graph.tensors[graph.outputs[0]]]
+    quantized = [t for t in graph.tensors.values() if t.scales and t.dtype in _QUANTIZED_IO]
+    if not quantized:
+        raise ModelError(f"{name} is a float model: convert with int8 quantization first "
+                         "(e.g. `mcuquant compare` writes ptq.tflite and qat.tflite)")
+    for t in io:
+        if t.dtype not in _QUANTIZED_IO or not t.scales:
+            raise ModelError(f"{name} has {t.dtype} input or output '{t.name}': convert with int8 input and output "
+                             "(converter.inference_input_type = inference_output_type = tf.int8)")
+    return graph
+
+
+def _keyed_tensors(graph: Graph) -> dict[str, tuple[int, str, int]]:
+    """Structural key -> (tensor index, kind, op index) for inputs, activations and quantized constants.
+
+    A constant is keyed by its first consumer's output key and its input position; a key that
+    occurs more than once (identical branches) gets its occurrence number, in execution order.
+    """
+    keys = graph.structural_keys()
+    produced = set(graph.activations())
+    entries: list[tuple[str, int, str, int]] = [(keys[t], t, "input", -1) for t in graph.inputs]
+    seen_constants: set[int] = set()
+    for op in graph.operators:
+        for position, t in enumerate(op.inputs):
+            if t < 0 or t in produced or t in graph.inputs or t in seen_constants:
+                continue
+            tensor = graph.tensors[t]
+            if not tensor.scales:
+                continue  # an operator parameter such as a RESHAPE's shape, not quantized data
+            seen_constants.add(t)
+            kind = "bias" if tensor.dtype in ("int32", "int64") else "weights"
+            entries.append((f"{keys[op.outputs[0]]}/in{position}", t, kind, op.index))
+        entries.extend((keys[t], t, "activation", op.index) for t in op.outputs)
+    keyed: dict[str, tuple[int, str, int]] = {}
+    occurrences: dict[str, int] = {}
+    for key, t, kind, op_index in entries:
+        n = occurrences.get(key, 0)
+        occurrences[key] = n + 1
+        keyed[f"{key}#{n}"] = (t, kind, op_index)
+    return keyed
+
+
+def _relative_scale_difference(a: Tensor, b: Tensor) -> float:
+    """max over channels of |sa - sb| / |sa|; a per-tensor scale is compared with every channel's."""
+    if a.scales == b.scales:
+        return 0.0
+    sa, sb = np.array(a.scales, dtype=np.float64), np.array(b.scales, dtype=np.float64)
+    if sa.size == 0 or sb.size == 0 or (sa.size != sb.size and 1 not in (sa.size, sb.size)):
+        return float("inf")  # one side unquantized, or channel counts that cannot be compared
+    return float(np.max(np.abs(sa - sb) / np.maximum(np.abs(sa), 1e-30)))
+
+
+def _constants(model: bytes):
+    """LiteRT reads constant buffers after allocate_tensors (no delegate, so nothing is repacked)."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    with native_stderr_captured(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        interpreter = Interpreter(model_content=bytes(model),
+                                  experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+        interpreter.allocate_tensors()
+    return interpreter
+
+
+def _compare_tensors(a: bytes, ga: Graph, b: bytes, gb: Graph) -> tuple[list[dict], list[str], list[str]]:
+    keyed_a, keyed_b = _keyed_tensors(ga), _keyed_tensors(gb)
+    ops_a, ops_b = {op.index: op.name for op in ga.operators}, {op.index: op.name for op in gb.operators}
+    constants_a = constants_b = None
+    rows = []
+    for key, (ta, kind, op_a) in keyed_a.items():
+        if key not in keyed_b:
+            continue
+        tb, _, op_b = keyed_b[key]
+        x, y = ga.tensors[ta], gb.tensors[tb]
+        row = {
+            "kind": kind, "op": ops_a.get(op_a, "input"), "op_index_a": op_a, "op_index_b": op_b,
+            "name_a": x.name, "name_b": y.name,
+            "keras_layers": list(dict.fromkeys(keras_layer_names(x.name) + keras_layer_names(y.name))),
+            "shape": list(x.shape),
+            "scale_a": list(x.scales), "scale_b": list(y.scales),
+            "zero_point_a": list(x.zero_points), "zero_point_b": list(y.zero_points),
+            "relative_scale_difference": _relative_scale_difference(x, y),
+            "zero_point_differs": not _same_zero_points(x, y),
+            "values_differing": None, "max_value_difference": None,
+        }
+        if kind in ("weights", "bias"):
+            if constants_a is None:
+                constants_a, constants_b = _constants(a), _constants(b)
+            va = constants_a.get_tensor(ta).astype(np.int64)
+            vb = constants_b.get_tensor(tb).astype(np.int64)
+            if va.shape == vb.shape:
+                row["values_differing"] = int(np.count_nonzero(va != vb))
+                row["max_value_difference"] = int(np.max(np.abs(va - vb))) if va.size else 0
+        rows.append(row)
+    matched_a = {keyed_a[k][0] for k in keyed_a if k in keyed_b}
+    matched_b = {keyed_b[k][0] for k in keyed_b if k in keyed_a}
+    unmatched_a = [ga.tensors[t].name for t, _, _ in keyed_a.values() if t not in matched_a]
+    unmatched_b = [gb.tensors[t].name for t, _, _ in keyed_b.values() if t not in matched_b]
+    # Python's sort is stable: equal scales keep execution order.
+    rows.sort(key=lambda r: -r["relative_scale_difference"])
+    return rows, unmatched_a, unmatched_b
+
+
+def _same_zero_points(a: Tensor, b: Tensor) -> bool:
+    """Per-tensor and per-channel zero points are the same when every channel's is."""
+    za, zb = np.array(a.zero_points), np.array(b.zero_points)
+    if za.size != zb.size and 1 not in (za.size, zb.size):
+        return False
+    return bool(np.all(za == zb)) if za.size and zb.size else za.size == zb.size
+
+
+# ---------------------------------------------------------------------------------------------
+# Outputs on the same samples
+
+
+def _compare_outputs(a: bytes, b: bytes, x: np.ndarray, y: np.ndarray | None, *, classification: bool,
+                     runtime: str, progress: bool) -> dict:
+    if runtime not in RUNTIMES:
+        raise ConfigError(f"unknown runtime {runtime!r}; known: {', '.join(RUNTIMES)}")
+    runner_a, runner_b = Runner(runtime, a), Runner(runtime, b)
+    x = np.asarray(x, dtype=np.float32)
+    for name, runner in (("A", runner_a), ("B", runner_b)):
+        if x.ndim < 2 or int(np.prod(x.shape[1:])) != int(np.prod(runner.input.shape[1:])):
+            raise DatasetError(f"samples of shape {x.shape[1:]} do not fit model {name}'s input "
+                               f"{runner.input.shape[1:]}: give samples of the data the model was trained on")
+    if runner_a.output.shape != runner_b.output.shape:
+        raise ModelError(f"the models' outputs differ in shape ({runner_a.output.shape} vs {runner_b.output.shape}): "
+                         "they are not the same network")
+    if y is not None and len(y) != len(x):
+        raise DatasetError(f"{len(y)} labels for {len(x)} samples: give one label per sample")
+    n = len(x)
+    raw_a = runner_a.run(quantize(x, runner_a.input), label=f"A/{runtime}", progress=progress)
+    raw_b = runner_b.run(quantize(x, runner_b.input), label=f"B/{runtime}", progress=progress)
+    out_a = dequantize(raw_a, runner_a.output).reshape(n, -1)
+    out_b = dequantize(raw_b, runner_b.output).reshape(n, -1)
+    oa, ob = runner_a.output, runner_b.output
+    same_quantization = (oa.dtype, oa.scales, oa.zero_points) == (ob.dtype, ob.scales, ob.zero_points)
+    byte_identical = (int(np.count_nonzero((raw_a.reshape(n, -1) == raw_b.reshape(n, -1)).all(axis=1)))
+                      if same_quantization else None)
+    absolute = np.abs(out_a.astype(np.float64) - out_b.astype(np.float64))
+    result = {"n": n, "runtime": runtime, "byte_identical": byte_identical,
+              "max_abs_output_difference": float(absolute.max()) if n else 0.0}
+    if classification:
+        class_a, class_b = np.argmax(out_a, axis=1), np.argmax(out_b, axis=1)
+        flipped = np.flatnonzero(class_a != class_b)
+        labels = None if y is None else np.asarray(y).astype(np.int64).reshape(n)
+        result.update(
+            same_prediction=int(n - len(flipped)), agreement_rate=float((n - len(flipped)) / n) if n else 1.0,
+            class_flips=int(len(flipped)),
+            flips=[{"index": int(i), "label": None if labels is None else int(labels[i]),
+                    "class_a": int(class_a[i]), "class_b": int(class_b[i])} for i in flipped],
+            error_rate_a=None if labels is None else float(np.mean(class_a != labels)),
+            error_rate_b=None if labels is None else float(np.mean(class_b != labels)),
+        )
+    else:  # regression: the same prediction means the same dequantized output
+        same = int(np.count_nonzero(absolute.max(axis=1) == 0)) if n else 0
+        result.update(same_prediction=same, agreement_rate=float(same / n) if n else 1.0, class_flips=None, flips=[],
+                      error_rate_a=None, error_rate_b=None)
+        if y is not None:
+            target = np.asarray(y, dtype=np.float64).reshape(n, -1)
+            result["mae_a"] = float(np.mean(np.abs(out_a - target)))
+            result["mae_b"] = float(np.mean(np.abs(out_b - target)))
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# The API
+
+
+def diff_models(a: bytes, b: bytes, *, name_a: str = "A", name_b: str = "B", x: np.ndarray | None = None,
+                y: np.ndarray | None = None, classification: bool = True, runtime: str = "tflm-host",
+                progress: bool = False) -> dict:
+    """Compare two int8 .tflite models of the same network tensor by tensor, and on samples `x`.
+
+    `x` are float samples (each model quantizes them with its own input scale and zero point) run
+    on `runtime`; `y` labels give error rates. Tensors whose scale differs come first, largest
+    relative difference first. `op_index_*` is -1 for the graph input. Raises ModelError for a
+    file that is not an int8 .tflite and for two models with no operator in common.
+    """
+    a, b = bytes(a), bytes(b)
+    ga, gb = _load(a, name_a), _load(b, name_b)
+    rows, unmatched_a, unmatched_b = _compare_tensors(a, ga, b, gb)
+    if not any(r["kind"] == "activation" for r in rows):
+        raise ModelError(f"{name_a} and {name_b} have no operator in common: they are not the same network "
+                         "(diff compares two conversions of one network)")
+    summary = {
+        "matched": len(rows), "unmatched_a": unmatched_a, "unmatched_b": unmatched_b,
+        "scale_differs": sum(r["relative_scale_difference"] > 0 for r in rows),
+        "zero_point_differs": sum(r["zero_point_differs"] for r in rows),
+        "constants": sum(r["kind"] in ("weights", "bias") for r in rows),
+        # values_differing None: the buffers differ in shape
+        "constants_differ": sum(r["kind"] in ("weights", "bias") and r["values_differing"] != 0 for r in rows),
+    }
+    outputs = None
+    if x is not None:
+        outputs = _compare_outputs(a, b, x, y, classification=classification, runtime=runtime, progress=progress)
+    return {"a": _identity(a, name_a), "b": _identity(b, name_b), "tensors": rows, "summary": summary,
+            "outputs": outputs}
+
+
+def _identity(model: bytes, name: str) -> dict:
+    return {"name": name, "bytes": len(model), "sha256": hashlib.sha256(model).hexdigest()}
+
+
+def _read_model(path: str | Path) -> bytes:
+    path = Path(path)
+    if not path.exists():
+        raise ModelError(f"model {path} not found: give the path of an int8 .tflite file")
+    if not path.is_file():
+        raise ModelError(f"{path} is a folder: give the path of an int8 .tflite file (a compare work folder holds "
+                         "ptq.tflite and qat.tflite)")
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ModelError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def run_diff(path_a: str | Path, path_b: str | Path, *, data: str | None = None,
+             data_options: DataConfig = DataConfig(), samples: int | None = None, runtime: str = "tflm-host",
+             progress: bool = True) -> dict:
+    """`mcuquant diff A.tflite B.tflite`: read both models and compare them; with `data`, also on its
+    test split (the first `samples` samples, default all), loaded with `data_options`."""
+    if samples is not None and samples < 1:
+        raise ConfigError(f"--samples must be at least 1, not {samples}")
+    if samples is not None and data is None:
+        raise ConfigError("--samples needs --data: the models are compared on samples of the test split")
+    a, b = _read_model(path_a), _read_model(path_b)
+    x = y = None
+    classification = True
+    if data is not None:
+        from mcuquant.data import load_dataset
+
+        d = data_options
+        dataset = load_dataset(data, split=d.split, seed=d.seed, normalize=d.normalize, task=d.task,
+                               label_column=d.label_column, image_size=d.image_size)
+        n = len(dataset.x_test) if samples is None else min(samples, len(dataset.x_test))
+        x, y = dataset.x_test[:n], dataset.y_test[:n]
+        classification = dataset.task == "classification"
+    return diff_models(a, b, name_a=str(path_a), name_b=str(path_b), x=x, y=y, classification=classification,
+                       runtime=runtime, progress=progress)
+
+
+# ---------------------------------------------------------------------------------------------
+# Terminal presentation
+
+
+def _scales(scales: list[float]) -> str:
+    if not scales:
+        return "-"
+    if len(scales) == 1:
+        return f"{scales[0]:.4g}"
+    return f"{len(scales)}ch ≤{max(scales):.3g}"  # per channel: the largest
+
+
+def _zero_points(zero_points: list[int]) -> str:
+    if len(set(zero_points)) <= 1:
+        return str(zero_points[0]) if zero_points else "-"
+    return f"{len(zero_points)}ch {min(zero_points)}..{max(zero_points)}"  # rare: int8 weights are symmetric
+
+
+def _percent(fraction: float) -> str:
+    """Small differences (float32 rounding of the same scale) stay visible instead of "0.0%"."""
+    return f"{100 * fraction:.1f}%" if fraction >= 1e-3 else f"{100 * fraction:.1e}%"
+
+
+def _where(row: dict) -> str:
+    layers = "+".join(row["keras_layers"])
+    op = "input" if row["kind"] == "input" else f"#{row['op_index_a']} {row['op']}"
+    return f"{op} {row['kind']}" + (f" ({layers})" if layers else "")
+
+
+def format_diff(result: dict, limit: int = 20) -> list:
+    """The diff for a terminal: a summary line, the tensors whose scale differs (largest relative
+    difference first, at most `limit`), the constants whose values differ, the output agreement."""
+    from rich.table import Table
+
+    s, rows = result["summary"], result["tensors"]
+    lines: list = [
+        f"{result['a']['name']} (A) vs {result['b']['name']} (B): {s['scale_differs']} of {s['matched']} matched "
+        f"tensors have a different scale; {s['zero_point_differs']} a different zero point; "
+        f"{s['constants_differ']} of {s.get('constants', 0)} weight/bias tensors hold different values"
+        + (f"; unmatched: {len(s['unmatched_a'])} in A, {len(s['unmatched_b'])} in B"
+           if s["unmatched_a"] or s["unmatched_b"] else "")
+    ]
+    changed = [r for r in rows if r["relative_scale_difference"] > 0]
+    if changed:
+        table = Table(title="tensors whose scale differs (largest relative difference first; zp: zero point)")
+        for col in ("tensor", "scale A", "scale B", "rel. diff", "zp A", "zp B"):
+            table.add_column(col, justify="left" if col == "tensor" else "right")
+        for r in changed[:limit]:
+            table.add_row(_where(r), _scales(r["scale_a"]), _scales(r["scale_b"]),
+                          _percent(r["relative_scale_difference"]), _zero_points(r["zero_point_a"]),
+                          _zero_points(r["zero_point_b"]))
+        lines.append(table)
+        if len(changed) > limit:
+            lines.append(f"... and {len(changed) - limit} more tensors whose scale differs")
+    differing = [r for r in rows if r["kind"] in ("weights", "bias") and r["values_differing"] != 0]
+    if differing:
+        table = Table(title="weight and bias tensors whose integer values differ")
+        for col in ("tensor", "values differing", "max |difference|"):
+            table.add_column(col, justify="left" if col == "tensor" else "right")
+        for r in differing[:limit]:
+            size = int(np.prod(r["shape"])) if r["shape"] else 1
+            table.add_row(_where(r), "shape differs" if r["values_differing"] is None else
+                          f"{r['values_differing']:,} of {size:,}", str(r["max_value_difference"] or "-"))
+        lines.append(table)
+        if len(differing) > limit:
+            lines.append(f"... and {len(differing) - limit} more weight or bias tensors whose values differ")
+    else:
+        lines.append("weights and biases: identical integer values")
+    out = result["outputs"]
+    if out is not None:
+        line = (f"outputs on {out['n']} samples ({out['runtime']}): same prediction {out['same_prediction']} "
+                f"({100 * out['agreement_rate']:.1f}%)")
+        if out["class_flips"] is not None:
+            line += f", {out['class_flips']} class flips"
+        line += f", max |output difference| {out['max_abs_output_difference']:.4g}"
+        if out["byte_identical"] is not None:
+            line += f", byte-identical {out['byte_identical']}"
+        if out["error_rate_a"] is not None:
+            line += f"; error rate A {100 * out['error_rate_a']:.2f}%, B {100 * out['error_rate_b']:.2f}%"
+        if "mae_a" in out:
+            line += f"; MAE A {out['mae_a']:.4g}, B {out['mae_b']:.4g}"
+        lines.append(line)
+    return lines
