@@ -52,12 +52,9 @@ def run_explain(cfg: Config, out_dir: str | Path, *, board: str | None = "qemu-n
         from mcuquant.boards import get_board
 
         get_board(board)  # an unknown board fails before any training
+    _require_classification(cfg)
     prep = prepare(cfg, out_dir, progress=progress)
     report = evaluate_ladder(prep, progress=progress)
-    classification = prep.data.task == "classification"
-    if not classification:
-        raise ConfigError("`mcuquant explain` explains classification error rates; this data is a regression task "
-                          "(`mcuquant compare` reports its MAE ladder)")
     if board is not None:
         from mcuquant.device.validate import validate
 
@@ -80,6 +77,18 @@ def run_explain(cfg: Config, out_dir: str | Path, *, board: str | None = "qemu-n
     report["artifacts"].update(html=Path(files["html"]).name, markdown=Path(files["markdown"]).name)
     write_json(report, prep.out / "report.json")
     return report
+
+
+def _require_classification(cfg: Config) -> None:
+    """Fail before any training when the data is a regression task (loading it is cheap)."""
+    from mcuquant.data import load_dataset
+
+    d = cfg.data
+    data = load_dataset(d.source, split=d.split, seed=d.seed, normalize=d.normalize, task=d.task,
+                        label_column=d.label_column, image_size=d.image_size)
+    if data.task != "classification":
+        raise ConfigError("`mcuquant explain` explains classification error rates; this data is a regression task. "
+                          "`mcuquant compare` gives its MAE ladder, `mcuquant layers` its per-layer errors")
 
 
 # ---------------------------------------------------------------------------------------------

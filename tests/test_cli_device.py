@@ -225,6 +225,9 @@ def test_demo_end_to_end(pio_core, tmp_path):  # noqa: F811
         agree = [a for a in report["agreement"] if a["a"] == "device" and a["variant"] == variant]
         assert len(agree) == 1 and agree[0]["bit_exact_rate"] == 1.0
     assert report["device"]["board"] == "qemu-nano33"
+    # The demo is `mcuquant explain` on digits: findings printed, the HTML report beside report.json.
+    assert [f["id"] for f in report["explain"]["findings"]] == ["a", "b", "c", "d"]
+    assert "(d) Host vs device" in proc.stdout and (tmp_path / "demo" / "report.html").stat().st_size > 10_000
     # The printed ladder shows the device rungs with latency and memory.
     assert "ptq/device" in proc.stdout and "qat/device" in proc.stdout and "latency median" in proc.stdout
     assert "instructions" in proc.stdout and "not CPU cycles" in proc.stdout

@@ -136,3 +136,14 @@ def test_explain_on_digits_cnn_states_findings_with_numbers(pio_core, tmp_path):
     assert differing and [t["relative_scale_difference"] for t in differing] == sorted(
         (t["relative_scale_difference"] for t in differing), reverse=True)
     assert differing[0]["name_a"] in proc.stdout or differing[0]["op"] in proc.stdout
+
+
+def test_explain_refuses_regression_data_before_training(tmp_path, capsys):
+    from mcuquant.cli import main
+
+    rng = np.random.default_rng(0)
+    data = tmp_path / "reg.npz"
+    np.savez(data, x=rng.random((60, 4)).astype(np.float32), y=rng.random(60).astype(np.float32))
+    assert main(["explain", "--data", str(data), "--model", "zoo:mlp", "--out", str(tmp_path / "w"), "--quiet"]) == 2
+    assert "regression" in capsys.readouterr().err
+    assert not (tmp_path / "w" / "float.keras").exists()

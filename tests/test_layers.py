@@ -138,3 +138,30 @@ def test_bad_inputs_are_named(trained_digits_cnn, digits):
     other = build_zoo_model("mlp", digits.input_shape, digits.num_classes)
     with pytest.raises(ModelError, match="not the same network"):
         layer_errors(model, convert_ptq(other, representative).tflite, digits.x_test[:4])
+
+
+def test_cli_layers_on_the_resnet_names_and_sorts_keras_layers(shared_models, tmp_path):
+    """`mcuquant layers --model pretrainedResnet.h5 --data D`: PTQ-converted on D's train split, rows named."""
+    import json
+
+    from mcuquant.cli import main
+
+    rng = np.random.default_rng(1)
+    data = tmp_path / "images.npz"
+    np.savez(data, x=rng.random((120, 32, 32, 3)).astype(np.float32), y=np.arange(120) % 10)
+    out = tmp_path / "layers.json"
+    assert main(["layers", "--model", str(shared_models / "pretrainedResnet.h5"), "--data", str(data),
+                 "--normalize", "none", "--samples", "12", "--rep-samples", "32", "--json", str(out), "--quiet"]) == 0
+    result = json.loads(out.read_text())
+    rows = result["rows"]
+    assert result["samples"] == 12 and len(rows) == 17
+    assert [r["rmse_over_scale"] for r in rows] == sorted((r["rmse_over_scale"] for r in rows), reverse=True)
+    assert all(r["keras_layers"] for r in rows)
+    assert sum(r["local_rmse_over_scale"] is not None for r in rows) >= 5  # PTQ here: the debugger applies
+
+
+def test_cli_layers_needs_data(shared_models, capsys):
+    from mcuquant.cli import main
+
+    assert main(["layers", "--model", str(shared_models / "pretrainedResnet.h5")]) == 2
+    assert "give --data" in capsys.readouterr().err
