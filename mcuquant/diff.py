@@ -38,7 +38,8 @@ def keras_layer_names(tensor_name: str) -> list[str]:
     "model/quant_conv2d/Relu;model/quant_conv2d/BiasAdd" -> ["conv2d"]; the graph input
     "serving_default_input:0" -> ["input"]. Each ";"-separated part is "model/layer/op...", so the
     second component is the layer (for a nested model that is the sub-model's name). Names only:
-    the converter merges names of fused ops in its own order, not the model's.
+    the converter lists a fused op's names from its last op back to its first ("Relu;BiasAdd;Conv2D"),
+    so the list is reversed to read in model order.
     """
     layers: list[str] = []
     for part in tensor_name.split(";"):
@@ -53,7 +54,7 @@ def keras_layer_names(tensor_name: str) -> list[str]:
         layer = layer.removeprefix("quant_")
         if layer and not layer.startswith(_NOT_LAYERS) and layer not in layers:
             layers.append(layer)
-    return layers
+    return layers[::-1]
 
 
 def copy_qat_weights(qat_model, float_model):

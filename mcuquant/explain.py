@@ -339,7 +339,7 @@ def finding_c(explain: dict) -> list[str]:
 def finding_d(report: dict, explain: dict) -> list[str]:
     dev = explain["device"]
     if dev is None:
-        return ["No device was measured (--no-device); host runtimes only: " + _host_kernel_sentence(report)]
+        return ["No device was measured (--no-device).", _host_kernel_sentence(report)]
     sentences = []
     details = {r["id"]: r for r in report["rungs"]}
     for rid, link in dev["links"].items():
