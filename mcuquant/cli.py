@@ -78,14 +78,17 @@ def _positive(text: str) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from mcuquant.ladder import run_compare, write_json
+    from mcuquant.render import write_report
     from mcuquant.report import print_report
 
     cfg = _config_from_args(args)
     report = run_compare(cfg, args.out, progress=not args.quiet)
     if args.json:
         write_json(report, args.json)
+    files = write_report(report, args.out)
     print_report(report)
-    print(f"report: {Path(args.json) if args.json else Path(args.out) / 'report.json'}  artifacts: {args.out}")
+    print(f"report: {Path(args.json) if args.json else Path(args.out) / 'report.json'}, {files['html']}, "
+          f"{files['markdown']}  artifacts: {args.out}")
     return 0
 
 
@@ -131,6 +134,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     from mcuquant.device.validate import threshold_failures, validate
     from mcuquant.ladder import write_json
+    from mcuquant.render import write_report
     from mcuquant.report import print_report
 
     cfg = _config_from_args(args)
@@ -142,8 +146,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     )
     if args.json:
         write_json(report, args.json)
+    files = write_report(report, report["artifacts"]["dir"])
     print_report(report)
-    print(f"report: {Path(report['artifacts']['dir']) / 'report.json'}" + (f" and {args.json}" if args.json else ""))
+    print(f"report: {Path(report['artifacts']['dir']) / 'report.json'}, {files['html']}, {files['markdown']}"
+          + (f" and {args.json}" if args.json else ""))
     failures = threshold_failures(report, fail_under=args.fail_under, min_bit_exact=args.min_bit_exact)
     for failure in failures:
         print(f"mcuquant: FAIL: {failure}", file=sys.stderr)
@@ -264,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
                "  mcuquant compare --model my_model.h5 --data my_data.npz --qat-epochs 2")
     _add_config_flags(compare)
     compare.add_argument("--out", default="mcuquant-out/compare", metavar="DIR",
-                         help="work directory for models, .tflite files and report.json (default: %(default)s)")
+                         help="work directory for models, .tflite files and report.json, .html, .md (default: %(default)s)")
     compare.add_argument("--json", metavar="FILE", help="also write the report to FILE")
     compare.add_argument("--quiet", action="store_true", help="no progress bars")
     compare.set_defaults(func=cmd_compare)

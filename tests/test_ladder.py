@@ -43,6 +43,21 @@ def test_report_holds_every_rung_with_honest_intervals(digits_report):
     assert report["rungs"][0]["error_rate"] < 0.15
 
 
+def test_confusion_matrices_count_every_test_sample(digits_report):
+    report, work = digits_report
+    with np.load(work / "rungs.npz") as npz:
+        predictions = {str(rid): npz[f"pred{i}"] for i, rid in enumerate(npz["ids"])}
+    with np.load(work / "dataset.npz") as npz:
+        y = npz["y_test"]
+    for rung in report["rungs"]:
+        matrix = np.array(rung["confusion"])
+        assert matrix.shape == (10, 10) and matrix.sum() == rung["n"]
+        assert matrix.sum() - np.trace(matrix) == rung["errors"]
+        assert matrix[y[0], predictions[rung["id"]][0]] >= 1
+    # compare renders the same report as HTML and Markdown beside report.json.
+    assert (work / "report.html").is_file() and "ptq/tflm-host" in (work / "report.md").read_text()
+
+
 def test_report_compares_every_adjacent_pair_and_float_against_each_int8_rung(digits_report):
     report, _ = digits_report
     pairs = {(c["a"], c["b"]): c for c in report["comparisons"]}
