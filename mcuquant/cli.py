@@ -270,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
                "  mcuquant compare --model my_model.h5 --data my_data.npz --qat-epochs 2")
     _add_config_flags(compare)
     compare.add_argument("--out", default="mcuquant-out/compare", metavar="DIR",
-                         help="work directory for models, .tflite files and report.json, .html, .md (default: %(default)s)")
+                         help="work directory: models, .tflite files, report.json/.html/.md (default: %(default)s)")
     compare.add_argument("--json", metavar="FILE", help="also write the report to FILE")
     compare.add_argument("--quiet", action="store_true", help="no progress bars")
     compare.set_defaults(func=cmd_compare)

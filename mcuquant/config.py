@@ -55,6 +55,14 @@ class DataConfig:
     label_column: int | str = -1  # CSV only: index or header name
     image_size: tuple[int, int] | None = None  # image folders only: (height, width)
 
+    def load(self, source: str | None = None):
+        """The split data set of ``source`` (default: this config's), loaded with these options."""
+        from mcuquant.data import load_dataset
+
+        return load_dataset(self.source if source is None else source, split=self.split, seed=self.seed,
+                            normalize=self.normalize, task=self.task, label_column=self.label_column,
+                            image_size=self.image_size)
+
 
 @dataclass(frozen=True)
 class TrainingConfig:

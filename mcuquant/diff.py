@@ -179,7 +179,7 @@ def _constants(model: bytes):
 
 def _compare_tensors(a: bytes, ga: Graph, b: bytes, gb: Graph) -> tuple[list[dict], list[str], list[str]]:
     keyed_a, keyed_b = _keyed_tensors(ga), _keyed_tensors(gb)
-    ops_a, ops_b = {op.index: op.name for op in ga.operators}, {op.index: op.name for op in gb.operators}
+    ops_a = {op.index: op.name for op in ga.operators}
     constants_a = constants_b = None
     rows = []
     for key, (ta, kind, op_a) in keyed_a.items():
@@ -343,11 +343,7 @@ def run_diff(path_a: str | Path, path_b: str | Path, *, data: str | None = None,
     x = y = None
     classification = True
     if data is not None:
-        from mcuquant.data import load_dataset
-
-        d = data_options
-        dataset = load_dataset(data, split=d.split, seed=d.seed, normalize=d.normalize, task=d.task,
-                               label_column=d.label_column, image_size=d.image_size)
+        dataset = data_options.load(data)
         n = len(dataset.x_test) if samples is None else min(samples, len(dataset.x_test))
         x, y = dataset.x_test[:n], dataset.y_test[:n]
         classification = dataset.task == "classification"

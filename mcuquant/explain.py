@@ -81,11 +81,7 @@ def run_explain(cfg: Config, out_dir: str | Path, *, board: str | None = "qemu-n
 
 def _require_classification(cfg: Config) -> None:
     """Fail before any training when the data is a regression task (loading it is cheap)."""
-    from mcuquant.data import load_dataset
-
-    d = cfg.data
-    data = load_dataset(d.source, split=d.split, seed=d.seed, normalize=d.normalize, task=d.task,
-                        label_column=d.label_column, image_size=d.image_size)
+    data = cfg.data.load()
     if data.task != "classification":
         raise ConfigError("`mcuquant explain` explains classification error rates; this data is a regression task. "
                           "`mcuquant compare` gives its MAE ladder, `mcuquant layers` its per-layer errors")

@@ -24,7 +24,7 @@ import numpy as np
 
 from mcuquant import __version__, stats
 from mcuquant.config import Config
-from mcuquant.data import Dataset, load_dataset
+from mcuquant.data import Dataset
 from mcuquant.errors import ModelError
 from mcuquant.interpreters import RUNTIMES, Runner, agreement, dequantize, quantize
 from mcuquant.models import check_model_source
@@ -147,9 +147,7 @@ def prepare(cfg: Config, out_dir: str | Path, *, progress: bool = True) -> Prepa
     check_model_source(cfg.model.source)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    d = cfg.data
-    data = load_dataset(d.source, split=d.split, seed=d.seed, normalize=d.normalize, task=d.task,
-                        label_column=d.label_column, image_size=d.image_size)
+    data = cfg.data.load()
     data.save(out / "dataset.npz")
     console.print(f"data: {data.name}: {len(data.x_train)} train / {len(data.x_val)} val / {len(data.x_test)} test, "
                   f"samples {data.input_shape}, task {data.task}")

@@ -98,19 +98,16 @@ def run_layers(model: str | Path, *, data: str | None, data_options: DataConfig 
                samples: int = 200, progress: bool = True) -> dict:
     """`mcuquant layers`: the float Keras model at `model` against its int8 model (`tflite`, or a PTQ
     conversion calibrated on `data`'s train split), on the first `samples` samples of the test split."""
-    from mcuquant.data import load_dataset
     from mcuquant.models import check_model_fits_data, load_user_model
     from mcuquant.quantize import convert_ptq, representative_samples as draw
 
     if data is None:
         raise ConfigError("give --data: the layers are compared on its test split (and PTQ is calibrated on its "
                           "train split)")
-    d = data_options
-    dataset = load_dataset(data, split=d.split, seed=d.seed, normalize=d.normalize, task=d.task,
-                           label_column=d.label_column, image_size=d.image_size)
+    dataset = data_options.load(data)
     float_model = load_user_model(model)
     check_model_fits_data(float_model, dataset.input_shape, dataset.num_classes)
-    representative = draw(dataset.x_train, representative_samples, d.seed)
+    representative = draw(dataset.x_train, representative_samples, data_options.seed)
     if tflite is None:
         int8 = convert_ptq(float_model, representative, per_channel=per_channel).tflite
     else:

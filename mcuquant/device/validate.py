@@ -155,11 +155,7 @@ def _validate_model(board: Board, model: Path, *, data, data_options: DataConfig
 
     dataset = None
     if data is not None:
-        from mcuquant.data import load_dataset
-
-        d = data_options
-        dataset = load_dataset(data, split=d.split, seed=d.seed, normalize=d.normalize, task=d.task,
-                               label_column=d.label_column, image_size=d.image_size)
+        dataset = data_options.load(data)
     if keras:
         tflite = _convert_keras(model, dataset, representative_samples, data_options.seed, per_channel)
         variant = "ptq"
