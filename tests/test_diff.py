@@ -74,7 +74,9 @@ def test_copy_qat_weights_copies_every_variable(trained_digits_cnn, seed000):
             compared += 1
     assert compared == 8  # kernel and bias of conv2d, conv2d_1, dense, logits
     # QAT fine-tuning moved the weights, so the copy is not the float model
-    dense = [m.get_layer("dense").get_weights()[0] for m in (copied, float_model)]
+    # (Keras numbers auto-named layers per session, "dense" or "dense_20": find it by type.)
+    hidden = next(layer.name for layer in float_model.layers if type(layer).__name__ == "Dense" and layer.name != "logits")
+    dense = [m.get_layer(hidden).get_weights()[0] for m in (copied, float_model)]
     assert not np.array_equal(*dense)
 
 
