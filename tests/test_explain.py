@@ -137,6 +137,29 @@ def test_explain_on_digits_cnn_states_findings_with_numbers(pio_core, tmp_path):
         (t["relative_scale_difference"] for t in differing), reverse=True)
     assert differing[0]["name_a"] in proc.stdout or differing[0]["op"] in proc.stdout
 
+    # Attribution of bytes that differ from tflm-host, on this real work folder and its real emulated
+    # device. (1) A device output altered in rungs.npz, as a corrupted transfer would leave it: the
+    # re-run on the device returns other bytes -> transport. (2) The device's output restored and
+    # tflm-host's altered instead, as a TFLM kernel that rounds differently would: the re-run
+    # reproduces the device's bytes and builtin-host (the same runtime on the host) agrees with the
+    # device -> kernel implementation.
+    from mcuquant.explain import device_scenario
+    from mcuquant.ladder import load_rungs, save_rungs
+
+    rungs = load_rungs(out / "rungs.npz")
+    by_id = {r.id: r for r in rungs}
+    sample = int(np.flatnonzero(pred["ptq/device"] == pred["keras-float"])[0])
+    by_id["ptq/device"].raw[sample].flat[0] ^= 0x40
+    save_rungs(rungs, out / "rungs.npz")
+    step = {(e["rung"], e["index"]): e["step"] for e in device_scenario(report, out)["disagreements"]}
+    assert step[("ptq/device", sample)] == "transport"
+    by_id["ptq/device"].raw[sample].flat[0] ^= 0x40
+    by_id["ptq/tflm-host"].raw[sample].flat[0] ^= 0x40
+    save_rungs(rungs, out / "rungs.npz")
+    rows = {(e["rung"], e["index"]): e for e in device_scenario(report, out)["disagreements"]}
+    assert rows[("ptq/device", sample)]["step"] == "kernel implementation"
+    assert "host gives the device's bytes" in rows[("ptq/device", sample)]["why"]
+    assert ("qat/device", sample) not in rows or rows[("qat/device", sample)]["step"] == "quantization"
 
 def test_explain_refuses_regression_data_before_training(tmp_path, capsys):
     from mcuquant.cli import main
