@@ -13,7 +13,12 @@ whose output differs.
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import tempfile
 import warnings
+from pathlib import Path
 
 import numpy as np
 
@@ -43,15 +48,9 @@ class Runner:
 
             self._builtin = HostRuntime(model, preserve_all=preserve_all)
         elif kind == "tflm-host":
-            from tflite_micro.python.tflite_micro import runtime
-
-            config = runtime.InterpreterConfig.kPreserveAllTensors if preserve_all else runtime.InterpreterConfig.kAllocationRecording
-            # The host has memory to spare; the arena a board needs is measured elsewhere.
-            arena = max(16 * len(model), 1 << 20)
-            try:
-                self._tflm = runtime.Interpreter.from_bytes(bytes(model), arena_size=arena, intrepreter_config=config)
-            except (RuntimeError, ValueError) as exc:
-                raise ModelError(f"TFLM cannot run this model: {exc}") from exc
+            # Made on the first in-process invoke: TFLM may abort() while preparing some models, and a
+            # batch `run` never needs it (it runs in a child process, see run).
+            self._model, self._preserve_all, self._tflm_interpreter = bytes(model), preserve_all, None
         else:
             from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
@@ -65,6 +64,22 @@ class Runner:
                 self._litert = Interpreter(model_content=bytes(model), experimental_op_resolver_type=resolver,
                                            experimental_preserve_all_tensors=preserve_all)
                 self._litert.allocate_tensors()
+
+    @property
+    def _tflm(self):
+        if self._tflm_interpreter is None:
+            from tflite_micro.python.tflite_micro import runtime
+
+            config = (runtime.InterpreterConfig.kPreserveAllTensors if self._preserve_all
+                      else runtime.InterpreterConfig.kAllocationRecording)
+            # The host has memory to spare; the arena a board needs is measured elsewhere.
+            arena = max(16 * len(self._model), 1 << 20)
+            try:
+                self._tflm_interpreter = runtime.Interpreter.from_bytes(self._model, arena_size=arena,
+                                                                        intrepreter_config=config)
+            except (RuntimeError, ValueError) as exc:
+                raise ModelError(f"TFLM cannot run this model: {exc}") from exc
+        return self._tflm_interpreter
 
     def invoke(self, x: np.ndarray) -> np.ndarray:
         """Run one quantized sample (without batch axis); return the raw output (without batch axis)."""
@@ -89,13 +104,56 @@ class Runner:
         return np.array(self._litert.get_tensor(index))
 
     def run(self, xq: np.ndarray, *, label: str | None = None, progress: bool = True) -> np.ndarray:
-        """Run every sample of `xq` (N, ...) and stack the outputs."""
+        """Run every sample of `xq` (N, ...) and stack the outputs.
+
+        tflm-host runs in a child process (mcuquant.tflm_child): a model TFLM aborts on gives a
+        ModelError naming the sample instead of ending this process.
+        """
+        if self.kind == "tflm-host":
+            return self._run_tflm_isolated(xq, label=label or self.kind, progress=progress)
         outputs = []
         with progress_bar(label or self.kind, len(xq), enabled=progress) as advance:
             for x in xq:
                 outputs.append(self.invoke(x))
                 advance()
         return np.stack(outputs)
+
+
+    def _run_tflm_isolated(self, xq: np.ndarray, *, label: str, progress: bool) -> np.ndarray:
+        n = len(xq)
+        inputs = np.ascontiguousarray(xq.reshape((n, *self.input.shape)).astype(self.input.dtype))
+        with tempfile.TemporaryDirectory(prefix="mcuquant-tflm-") as tmp:
+            folder = Path(tmp)
+            (folder / "model.tflite").write_bytes(self._model)
+            np.save(folder / "inputs.npy", inputs)
+            with open(folder / "stderr.txt", "w+b") as err, \
+                    progress_bar(label, n, enabled=progress) as advance:
+                child = subprocess.Popen([sys.executable, "-m", "mcuquant.tflm_child", tmp], stdout=subprocess.PIPE,
+                                         stderr=err, stdin=subprocess.DEVNULL)
+                done = 0
+                try:
+                    for _ in child.stdout:
+                        done += 1
+                        advance()
+                    child.wait()
+                finally:
+                    if child.poll() is None:  # interrupted: leave no child behind
+                        child.kill()
+                        child.wait()
+                    child.stdout.close()
+                err.seek(0)
+                message = " | ".join(line.strip() for line in err.read().decode("utf-8", "replace").splitlines()
+                                     if line.strip())[-600:]
+            if child.returncode == 0:
+                return np.load(folder / "outputs.npy").reshape((n, *self.output.shape[1:]))
+        if child.returncode < 0:
+            name = signal.Signals(-child.returncode).name
+            raise ModelError(f"TFLM (tflm-host) crashed with {name} on the sample at index {done} ({done} of {n} "
+                             "samples had finished)"
+                             f"{': ' + message if message else ''}. TFLM stops the process instead of returning "
+                             "an error on some models, e.g. a SOFTMAX row whose exponentials overflow or a "
+                             "requantization multiplier out of range; check the model's quantization parameters")
+        raise ModelError(f"TFLM cannot run this model: {message or f'exit status {child.returncode}'}")
 
 
 def quantize(x: np.ndarray, tensor: Tensor) -> np.ndarray:

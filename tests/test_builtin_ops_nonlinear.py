@@ -97,8 +97,9 @@ def compare(model: bytes, samples, what: str) -> None:
 
 def both_reject(model: bytes, what: str) -> None:
     """TFLM refuses the model in Prepare; the builtin runtime must refuse it at load."""
-    with pytest.raises(ModelError):
-        Runner("tflm-host", model)
+    tflm = Runner("tflm-host", model)
+    with pytest.raises(ModelError, match="TFLM cannot run this model"):
+        tflm.run(np.zeros((1, *tflm.input.shape[1:]), dtype=tflm.input.dtype), progress=False)
     with pytest.raises(ModelError):
         Runner("builtin-host", model)
 

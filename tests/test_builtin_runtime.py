@@ -229,8 +229,9 @@ def test_quantization_tflm_rejects_is_rejected(small_models):
 
     bad_concat = edit(small_models["mix"], rescale_concat_input)
     for model, op_index, op_name in ((bad_pad, 0, "PAD"), (bad_concat, 4, "CONCATENATION")):
-        with pytest.raises(ModelError):
-            Runner("tflm-host", model)
+        tflm = Runner("tflm-host", model)
+        with pytest.raises(ModelError, match="TFLM cannot run this model"):
+            tflm.run(np.zeros((1, *tflm.input.shape[1:]), dtype=tflm.input.dtype), progress=False)
         err = status_of(model)
         assert (err.status, err.op_index, err.op_name) == ("MQ_ERR_QUANTIZATION", op_index, op_name)
 

@@ -93,3 +93,24 @@ def test_malformed_model_is_a_model_error(shared_models):
         Runner("litert", b"definitely not a flatbuffer")
     with pytest.raises(ModelError):
         Runner("tflm-host", model[: len(model) // 3])
+
+
+def test_a_model_tflm_aborts_on_is_a_model_error_not_a_crash():
+    """TFLM abort()s on a SOFTMAX row whose exponentials overflow (all 600 logits equal). A batch run
+    of tflm-host (what the ladder, validate and explain use) happens in a child process, so this
+    process survives and the error names the signal and the sample; other samples still run."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_builtin_ops_nonlinear import INT8, single_op_model
+
+    model = single_op_model("SOFTMAX", (1, 600), INT8, (0.1, 0), INT8, (1 / 256, -128), beta=1.0)
+    runner = Runner("tflm-host", model)
+    peaked = np.full((2, 1, 600), -128, dtype=np.int8)
+    peaked[:, 0, 7] = 127
+    outputs = runner.run(peaked, progress=False)
+    np.testing.assert_array_equal(outputs[0], runner.invoke(peaked[0]))  # the child computes what TFLM does here
+    crashing = np.concatenate([peaked, np.zeros((1, 1, 600), dtype=np.int8)])
+    with pytest.raises(ModelError, match=r"crashed with SIGABRT on the sample at index 2 \(2 of 3 samples had finished\)"):
+        runner.run(crashing, progress=False)
