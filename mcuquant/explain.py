@@ -215,14 +215,17 @@ def device_scenario(report: dict, work: Path) -> dict | None:
 
 
 def _rerun_on_device(detail: dict, work: Path, variant: str, indices: np.ndarray) -> dict[int, np.ndarray]:
-    """Send the samples whose bytes differed from tflm-host to the device again: {index: output}."""
-    if not len(indices) or not detail.get("emulated") or not detail.get("elf"):
+    """Send the samples whose bytes differed from tflm-host to the device again: {index: output}.
+
+    An emulated board runs its ELF again; a physical board is found on its USB port and must still
+    run the same model (the handshake checks its hash)."""
+    if not len(indices) or (detail.get("emulated") and not detail.get("elf")):
         return {}
     from mcuquant.boards import get_board
     from mcuquant.device import harness
 
     xq = np.load(work / f"{variant}_test_inputs.npy")[indices]
-    with harness.open_device(get_board(detail["board"]), elf=detail["elf"],
+    with harness.open_device(get_board(detail["board"]), elf=detail.get("elf") if detail.get("emulated") else None,
                              expected_sha256=detail.get("model_sha256")) as link:
         run = harness.measure(link, xq, label=f"{variant}/device re-run", progress=False)
     return {int(i): out for i, out in zip(indices, run.outputs)}
