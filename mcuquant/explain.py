@@ -43,6 +43,7 @@ def run_explain(cfg: Config, out_dir: str | Path, *, board: str | None = "qemu-n
 
     ``board``: the emulated (or physical) board of scenario (d); None skips the device.
     """
+    from mcuquant.diff import copy_qat_weights
     from mcuquant.ladder import evaluate_ladder, prepare, write_json
     from mcuquant.render import write_report
 
@@ -52,8 +53,11 @@ def run_explain(cfg: Config, out_dir: str | Path, *, board: str | None = "qemu-n
         from mcuquant.boards import get_board
 
         get_board(board)  # an unknown board fails before any training
-    _require_classification(cfg)
-    prep = prepare(cfg, out_dir, progress=progress)
+    data = cfg.data.load()
+    if data.task != "classification":  # before any training
+        raise ConfigError("`mcuquant explain` explains classification error rates; this data is a regression task. "
+                          "`mcuquant compare` gives its MAE ladder, `mcuquant layers` its per-layer errors")
+    prep = prepare(cfg, out_dir, progress=progress, data=data)
     report = evaluate_ladder(prep, progress=progress)
     if board is not None:
         from mcuquant.device.validate import validate
@@ -62,12 +66,13 @@ def run_explain(cfg: Config, out_dir: str | Path, *, board: str | None = "qemu-n
         report = validate(board, prep.out, progress=progress)
 
     console.print("explaining: QAT vs weights copied + PTQ, calibration split, per-layer errors")
+    qat_weights = copy_qat_weights(prep.qat_model, prep.float_model)  # the float model holding QAT's weights
     explain = {
-        "weights_copied": weights_copied_scenario(prep),
+        "weights_copied": weights_copied_scenario(prep, qat_weights),
         "sample_size": sample_size_entries(report, gap_points),
         "calibration": calibration_scenario(prep),
         "device": device_scenario(report, prep.out) if board is not None else None,
-        "layers": layer_scenario(prep, progress=progress),
+        "layers": layer_scenario(prep, qat_weights, progress=progress),
         "gap_points": gap_points,
     }
     explain["findings"] = findings(report, explain)
@@ -79,25 +84,17 @@ def run_explain(cfg: Config, out_dir: str | Path, *, board: str | None = "qemu-n
     return report
 
 
-def _require_classification(cfg: Config) -> None:
-    """Fail before any training when the data is a regression task (loading it is cheap)."""
-    data = cfg.data.load()
-    if data.task != "classification":
-        raise ConfigError("`mcuquant explain` explains classification error rates; this data is a regression task. "
-                          "`mcuquant compare` gives its MAE ladder, `mcuquant layers` its per-layer errors")
-
-
 # ---------------------------------------------------------------------------------------------
 # (a) QAT converted vs weights copied + PTQ
 
 
-def weights_copied_scenario(prep) -> dict:
-    """Seed 000: copy the QAT model's weights into the float model, convert with PTQ, diff with qat.tflite."""
-    from mcuquant.diff import copy_qat_weights, diff_models
+def weights_copied_scenario(prep, qat_weights) -> dict:
+    """Seed 000: the QAT model's weights copied into the float model (``qat_weights``), converted with
+    PTQ, compared with qat.tflite."""
+    from mcuquant.diff import diff_models
     from mcuquant.quantize import convert_ptq
 
-    copied = copy_qat_weights(prep.qat_model, prep.float_model)
-    conv = convert_ptq(copied, prep.representative, per_channel=prep.cfg.quantization.per_channel)
+    conv = convert_ptq(qat_weights, prep.representative, per_channel=prep.cfg.quantization.per_channel)
     (prep.out / "qat_weights_ptq.tflite").write_bytes(conv.tflite)
     qat = next(c for c in prep.conversions if c.variant == "qat")
     diff = diff_models(qat.tflite, conv.tflite, name_a="qat.tflite", name_b="qat_weights_ptq.tflite",
@@ -235,17 +232,15 @@ def _rerun_on_device(detail: dict, work: Path, variant: str, indices: np.ndarray
 # Per-layer errors
 
 
-def layer_scenario(prep, *, progress: bool = True) -> dict:
+def layer_scenario(prep, qat_weights, *, progress: bool = True) -> dict:
     """Per-layer errors of the PTQ model against the float model, and of the QAT model against the float
     model holding the QAT weights (so QAT's weight changes are not counted as quantization error)."""
-    from mcuquant.diff import copy_qat_weights
     from mcuquant.layers import layer_errors
 
     x = prep.data.x_test[:LAYER_SAMPLES]
     by_variant = {c.variant: c for c in prep.conversions}
     result = {"ptq": layer_errors(prep.float_model, by_variant["ptq"].tflite, x, representative=prep.representative,
                                   progress=progress)}
-    qat_weights = copy_qat_weights(prep.qat_model, prep.float_model)
     result["qat"] = layer_errors(qat_weights, by_variant["qat"].tflite, x, progress=progress)
     result["qat"]["reference"] = "float model with the QAT weights"
     return result

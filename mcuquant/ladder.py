@@ -138,8 +138,9 @@ class Prepared:
     started: float
 
 
-def prepare(cfg: Config, out_dir: str | Path, *, progress: bool = True) -> Prepared:
-    """Load the data, train (or load) the float model, fine-tune it with QAT and convert both to int8."""
+def prepare(cfg: Config, out_dir: str | Path, *, progress: bool = True, data: Dataset | None = None) -> Prepared:
+    """Load the data (unless given, loaded from ``cfg.data``), train (or load) the float model, fine-tune
+    it with QAT and convert both to int8."""
     from mcuquant.quantize import convert_ptq, convert_ptq16x8, convert_qat, representative_samples
     from mcuquant.train import quantization_aware, set_seeds, train_float
 
@@ -147,7 +148,7 @@ def prepare(cfg: Config, out_dir: str | Path, *, progress: bool = True) -> Prepa
     check_model_source(cfg.model.source)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    data = cfg.data.load()
+    data = cfg.data.load() if data is None else data
     data.save(out / "dataset.npz")
     console.print(f"data: {data.name}: {len(data.x_train)} train / {len(data.x_val)} val / {len(data.x_test)} test, "
                   f"samples {data.input_shape}, task {data.task}")

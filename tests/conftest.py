@@ -1,6 +1,8 @@
-"""Shared fixtures: the real reference models in ../shared/models, a small trained digits model."""
+"""Shared fixtures: the real reference models in ../shared/models, a small trained digits model,
+and the emulator side: the QEMU/cross-compiler requirement and a private PlatformIO core folder."""
 
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -61,3 +63,53 @@ def trained_digits_cnn(digits):
 
 def random_int8_inputs(shape, n, seed=0) -> np.ndarray:
     return np.random.default_rng(seed).integers(-128, 128, size=(n, *shape), dtype=np.int8)
+
+
+# ---------------------------------------------------------------------------------------------
+# Emulated boards
+
+
+def _require(tool: str, install: str) -> None:
+    if shutil.which(tool) is None:
+        message = f"{tool} not found on PATH; install it ({install}, or `make setup`)"
+        if os.environ.get("MCUQUANT_REQUIRE_QEMU"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def qemu_tools() -> None:
+    _require("qemu-system-arm", "apt-get install qemu-system-arm")
+    _require("arm-none-eabi-gcc", "apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi")
+
+
+@pytest.fixture(scope="module")
+def pio_core(qemu_tools, tmp_path_factory):
+    """A private PlatformIO core folder (tool-scons linked from the default one when it has it),
+    so the tests never touch ~/.platformio's platforms."""
+    from mcuquant.build.pio_bootstrap import TOOL_SCONS_NAME, default_core_dir
+
+    existing = default_core_dir() / "packages" / TOOL_SCONS_NAME
+    core = tmp_path_factory.mktemp("pio-core")
+    if existing.is_dir():
+        (core / "packages").mkdir()
+        (core / "packages" / TOOL_SCONS_NAME).symlink_to(existing)
+    with pytest.MonkeyPatch.context() as mp:
+        for var in ("PLATFORMIO_PACKAGES_DIR", "PLATFORMIO_PLATFORMS_DIR"):
+            mp.delenv(var, raising=False)
+        mp.setenv("PLATFORMIO_CORE_DIR", str(core))
+        yield core
+
+
+def qemu_children() -> list[int]:
+    """PIDs of QEMU processes this test process started and that are still alive (not zombies)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        comm, rest = text[text.index("(") + 1 : text.rindex(")")], text[text.rindex(")") + 2 :].split()
+        if comm.startswith("qemu-system") and int(rest[1]) == os.getpid() and rest[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found

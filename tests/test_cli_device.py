@@ -16,13 +16,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from conftest import qemu_children
 from serial.tools import list_ports
 
 from mcuquant.build import pio
 from mcuquant.cli import main
 
 from test_cli import assert_one_error_line, run
-from test_device import pio_core, qemu_children, qemu_tools  # noqa: F401  (fixtures)
 
 
 @pytest.fixture(autouse=True)
@@ -134,7 +135,7 @@ def test_bad_rates_are_argparse_errors(value, capsys, kws_file):
 
 
 @pytest.mark.qemu
-def test_build_refuses_a_model_too_large_for_the_board(pio_core, capsys, tmp_path):  # noqa: F811
+def test_build_refuses_a_model_too_large_for_the_board(pio_core, capsys, tmp_path):
     """A conv layer whose output alone (96x96x32 int8 = 288 KiB) exceeds the Nano 33's 256 KiB RAM."""
     from mcuquant.quantize import convert_ptq
     from mcuquant.tf_import import tensorflow
@@ -163,7 +164,7 @@ def test_build_refuses_a_model_too_large_for_the_board(pio_core, capsys, tmp_pat
 
 
 @pytest.mark.qemu
-def test_fail_under_exits_1_for_a_keras_model_converted_on_the_fly(pio_core, capsys, tmp_path):  # noqa: F811
+def test_fail_under_exits_1_for_a_keras_model_converted_on_the_fly(pio_core, capsys, tmp_path):
     """An untrained zoo CNN (.keras) is converted with PTQ on the digits train split, measured on
     qemu-m3 and fails --fail-under (it guesses), while its byte-identical rate passes."""
     from mcuquant.data import load_dataset
@@ -188,7 +189,7 @@ def test_fail_under_exits_1_for_a_keras_model_converted_on_the_fly(pio_core, cap
 
 
 @pytest.mark.qemu
-def test_validate_passes_its_thresholds_and_prints_the_device_table(pio_core, capsys, kws_file, tmp_path):  # noqa: F811
+def test_validate_passes_its_thresholds_and_prints_the_device_table(pio_core, capsys, kws_file, tmp_path):
     rc, out, err = run(["validate", "--board", "qemu-m33", "--model", str(kws_file), "--samples", "3",
                         "--out", str(tmp_path / "v"), "--min-bit-exact", "1", "--quiet"], capsys)
     assert rc == 0, err
@@ -199,7 +200,7 @@ def test_validate_passes_its_thresholds_and_prints_the_device_table(pio_core, ca
 
 
 @pytest.mark.qemu
-def test_demo_end_to_end(pio_core, tmp_path):  # noqa: F811
+def test_demo_end_to_end(pio_core, tmp_path):
     """`python -m mcuquant demo`: the full ladder with ptq/device and qat/device on qemu-nano33."""
     started = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "mcuquant", "demo", "--out", str(tmp_path / "demo"), "--quiet"],

@@ -14,7 +14,6 @@ import pytest
 from scipy import stats as sps
 
 from mcuquant.explain import finding_b, sample_size_entry
-from test_device import pio_core, qemu_tools  # noqa: F401  (fixtures)
 
 Z_975, Z_80 = 1.959963984540054, 0.8416212335729143  # standard normal quantiles
 
@@ -76,7 +75,7 @@ def test_given_gap_without_enough_measured_discordance_uses_the_smallest_possibl
 
 
 @pytest.mark.qemu
-def test_explain_on_digits_cnn_states_findings_with_numbers(pio_core, tmp_path):  # noqa: F811
+def test_explain_on_digits_cnn_states_findings_with_numbers(pio_core, tmp_path):
     out = tmp_path / "explain"
     proc = subprocess.run([sys.executable, "-m", "mcuquant", "explain", "--data", "builtin:digits", "--model", "zoo:cnn",
                            "--out", str(out), "--quiet"], capture_output=True, text=True, timeout=900, cwd=tmp_path,

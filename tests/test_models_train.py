@@ -8,7 +8,7 @@ from mcuquant.errors import ModelError
 from mcuquant.graph import Graph
 from mcuquant.models import ZOO, build_zoo_model, check_model_fits_data, ends_in_softmax, load_user_model
 from mcuquant.quantize import convert_ptq
-from mcuquant.train import quantization_aware, set_seeds, train_float
+from mcuquant.train import set_seeds, train_float
 
 # Operators mcuquant's device runtimes implement (DESIGN.md, issue 4).
 RUNTIME_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D", "MAX_POOL_2D", "ADD",

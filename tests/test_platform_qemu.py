@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import random
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -26,13 +25,12 @@ import pytest
 
 from mcuquant.boards import get_board, list_boards
 from mcuquant.build.pio import FirmwareTooLargeError, build_project
-from mcuquant.build.pio_bootstrap import TOOL_SCONS_NAME, default_core_dir
 from mcuquant.builtin.cross import device_arena_bytes
 from mcuquant.build.project import generate_project
 from mcuquant.device.qemu import QemuEmulator
 from mcuquant.errors import ConfigError
 
-pytestmark = pytest.mark.qemu
+pytestmark = [pytest.mark.qemu, pytest.mark.usefixtures("qemu_tools")]
 
 SMOKE_APP = Path(__file__).parent / "firmware" / "hal_smoke"
 EMULATED = [b.name for b in list_boards() if b.emulated]
@@ -40,35 +38,6 @@ EMULATED = [b.name for b in list_boards() if b.emulated]
 # mq_hal_counter() call and of the call itself (111 to 130 instructions on these cores).
 WORK_INSTRUCTIONS = 100_000
 COUNTER_OVERHEAD_MAX = 300
-
-
-def _require(tool: str, install: str) -> None:
-    if shutil.which(tool) is None:
-        message = f"{tool} not found on PATH; install it ({install}, or `make setup`)"
-        if os.environ.get("MCUQUANT_REQUIRE_QEMU"):
-            pytest.fail(message)
-        pytest.skip(message)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def tools() -> None:
-    _require("qemu-system-arm", "apt-get install qemu-system-arm")
-    _require("arm-none-eabi-gcc", "apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi")
-
-
-@pytest.fixture(scope="module")
-def pio_core(tmp_path_factory: pytest.TempPathFactory):
-    """A private PlatformIO core folder, so the tests never touch ~/.platformio's platforms."""
-    existing = default_core_dir() / "packages" / TOOL_SCONS_NAME
-    core = tmp_path_factory.mktemp("pio-core")
-    if existing.is_dir():
-        (core / "packages").mkdir()
-        (core / "packages" / TOOL_SCONS_NAME).symlink_to(existing)
-    with pytest.MonkeyPatch.context() as mp:
-        for var in ("PLATFORMIO_PACKAGES_DIR", "PLATFORMIO_PLATFORMS_DIR"):
-            mp.delenv(var, raising=False)
-        mp.setenv("PLATFORMIO_CORE_DIR", str(core))
-        yield core
 
 
 @pytest.fixture(scope="module")

@@ -16,15 +16,14 @@ import hashlib
 import os
 import selectors
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
-import weakref
 from pathlib import Path
 
 from mcuquant.builtin.host import HOST_CFLAGS, SANITIZE_FLAGS, cache_dir, find_gcc
 from mcuquant.builtin.sources import firmware_dir, runtime_headers, runtime_sources
+from mcuquant.device.process import ManagedProcess
 from mcuquant.errors import McuquantError, TransportError
 
 # Firmware sources of the host build, relative to firmware/ (the runtime comes from sources.py).
@@ -96,49 +95,23 @@ def build_host_firmware(tflite: bytes, *, name: str = "model", sanitize: bool = 
     return exe
 
 
-def _stop(proc: subprocess.Popen, grace: float = 2.0) -> None:
-    """End the firmware's process group: SIGTERM, then SIGKILL after ``grace`` seconds."""
-    if proc.poll() is None:
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                proc.wait(timeout=grace)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-    if proc.poll() is None:
-        proc.wait()
-    if proc.stdout:
-        proc.stdout.close()
-
-
-class HostFirmware:
+class HostFirmware(ManagedProcess):
     """A running host firmware: ``url`` is its ``socket://127.0.0.1:PORT``.
 
     ``accept_timeout``: the process exits by itself if nobody connects within this many seconds.
     """
 
     def __init__(self, executable: Path | str, *, accept_timeout: float = 30.0, start_timeout: float = 10.0):
+        super().__init__()
         self.executable = Path(executable)
         self.accept_timeout = accept_timeout
         self.start_timeout = start_timeout
-        self.proc: subprocess.Popen | None = None
         self.url: str | None = None
-        self._stderr = None
-        self._stderr_text = ""
-        self._finalizer = None
 
     def start(self) -> HostFirmware:
         env = dict(os.environ, MCUQUANT_HOSTFW_PORT="0",
                    MCUQUANT_HOSTFW_ACCEPT_TIMEOUT_MS=str(int(self.accept_timeout * 1000)))
-        self._stderr = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen([str(self.executable)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=self._stderr, env=env, start_new_session=True)
-        # Stop it even if the caller forgets (or the interpreter exits with it running).
-        self._finalizer = weakref.finalize(self, _stop, self.proc)
+        self._spawn([str(self.executable)], stdout_pipe=True, env=env)
         try:
             port = self._read_port()
         except BaseException:
@@ -169,36 +142,6 @@ class HostFirmware:
             raise TransportError(f"host firmware printed {line!r} instead of its port")
         return int(value)
 
-    def stop(self) -> None:
-        if self._finalizer is not None:
-            self._finalizer()  # runs _stop once
-        if self._stderr is not None:
-            self._stderr_text = self.stderr_text()
-            self._stderr.close()
-            self._stderr = None
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc else None
-
-    @property
-    def returncode(self) -> int | None:
-        return self.proc.poll() if self.proc else None
-
     def wait(self, timeout: float | None = None) -> int:
         assert self.proc is not None
         return self.proc.wait(timeout=timeout)
-
-    def stderr_text(self) -> str:
-        """What the firmware wrote on stderr so far (sanitizer reports land here)."""
-        if self._stderr is None:
-            return self._stderr_text
-        self._stderr.flush()
-        self._stderr.seek(0)
-        return self._stderr.read().decode("utf-8", "replace")
-
-    def __enter__(self) -> HostFirmware:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()

@@ -31,12 +31,11 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
-import weakref
 from pathlib import Path
 
 from mcuquant.boards import Board
+from mcuquant.device.process import ManagedProcess
 from mcuquant.errors import ConfigError, TransportError
 
 QEMU_BINARY = "qemu-system-arm"
@@ -87,24 +86,7 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def _stop(proc: subprocess.Popen, grace: float = 2.0) -> None:
-    """End QEMU's process group: SIGTERM, then SIGKILL after ``grace`` seconds."""
-    if proc.poll() is None:
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                proc.wait(timeout=grace)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-    if proc.poll() is None:
-        proc.wait()
-
-
-class QemuEmulator:
+class QemuEmulator(ManagedProcess):
     """A QEMU process running ``elf`` for an emulated ``board``; ``url`` reaches its UART.
 
     ``wait_for_client``: start the guest only when the first client connects (default).
@@ -113,17 +95,14 @@ class QemuEmulator:
 
     def __init__(self, board: Board, elf: str | Path, *, wait_for_client: bool = True, start_timeout: float = 10.0):
         qemu_command(board, elf, "null")  # fails now, not at start(), for a board QEMU cannot run
+        super().__init__()
         self.board = board
         self.elf = Path(elf)
         self.wait_for_client = wait_for_client
         self.start_timeout = start_timeout
-        self.proc: subprocess.Popen | None = None
         self.port: int | None = None
         self.url: str | None = None
         self.command: list[str] = []
-        self._stderr = None
-        self._stderr_text = ""
-        self._finalizer = None
 
     def start(self) -> QemuEmulator:
         if self.proc is not None:
@@ -135,12 +114,7 @@ class QemuEmulator:
             port = _free_port()
             wait = "on" if self.wait_for_client else "off"
             self.command = qemu_command(self.board, self.elf, f"tcp:127.0.0.1:{port},server=on,wait={wait},nodelay=on")
-            self._stderr = tempfile.TemporaryFile()
-            self.proc = subprocess.Popen(
-                self.command, stdin=subprocess.DEVNULL, stdout=self._stderr, stderr=subprocess.STDOUT,
-                start_new_session=True, preexec_fn=_die_with_parent,
-            )
-            self._finalizer = weakref.finalize(self, _stop, self.proc)
+            self._spawn(self.command, stdout_pipe=False, preexec_fn=_die_with_parent)
             try:
                 if self._wait_listening(port):
                     self.port, self.url = port, f"socket://127.0.0.1:{port}"
@@ -171,24 +145,6 @@ class QemuEmulator:
         raise TransportError(f"QEMU did not listen on 127.0.0.1:{port} within {self.start_timeout:g} s: "
                              f"{self.stderr_text().strip() or 'no output'}")
 
-    def stop(self) -> None:
-        """Kill QEMU (its whole process group) and keep what it printed."""
-        if self._finalizer is not None:
-            self._finalizer()  # runs _stop once
-        if self._stderr is not None:
-            self._stderr_text = self.stderr_text()
-            self._stderr.close()
-            self._stderr = None
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc else None
-
-    @property
-    def returncode(self) -> int | None:
-        """QEMU's exit status once it ended (the firmware's semihosting exit status), else None."""
-        return self.proc.poll() if self.proc else None
-
     def wait(self, timeout: float | None = None) -> int:
         """Wait for QEMU to end by itself; TransportError after ``timeout`` seconds."""
         if self.proc is None:
@@ -197,20 +153,6 @@ class QemuEmulator:
             return self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             raise TransportError(f"QEMU ({self.board.name}) still running after {timeout:g} s") from None
-
-    def stderr_text(self) -> str:
-        """What QEMU and the firmware's semihosting printed so far (fault reports land here)."""
-        if self._stderr is None:
-            return self._stderr_text
-        self._stderr.flush()
-        self._stderr.seek(0)
-        return self._stderr.read().decode("utf-8", "replace")
-
-    def __enter__(self) -> QemuEmulator:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
 
 def _port_listening(port: int) -> bool:
