@@ -21,45 +21,29 @@ typedef struct dw_params {
 static mq_status dw_prepare(const mq_op_ctx *ctx, dw_params *p, int validate)
 {
     const mq_op_options *o = ctx->options;
-    const mq_tensor *in, *filter, *bias, *out;
-    int32_t out_h = 0, out_w = 0, ch;
+    const mq_tensor *in, *filter, *out;
+    mq_weighted_operands w;
     mq_status s;
 
-    if (ctx->ninputs < 2 || ctx->ninputs > 3 || ctx->noutputs != 1) return MQ_ERR_MALFORMED;
-    in = ctx->inputs[0];
-    filter = ctx->inputs[1];
-    bias = ctx->ninputs == 3 ? ctx->inputs[2] : NULL;
-    out = ctx->outputs[0];
-    if (in == NULL || filter == NULL || out == NULL || o == NULL) return MQ_ERR_MALFORMED;
-
-    if ((s = mq_check_int8_activation(in)) != MQ_OK) return s;
-    if ((s = mq_check_int8_activation(out)) != MQ_OK) return s;
+    if ((s = mq_weighted_operands_of(ctx, 4, &w)) != MQ_OK) return s;
+    in = w.in;
+    filter = w.filter;
+    out = w.out;
     if (in->ndims != 4 || out->ndims != 4) return MQ_ERR_SHAPE;
-    if (filter->type != MQ_INT8) return MQ_ERR_UNSUPPORTED_TYPE;
-    if ((s = mq_check_rank_positive(filter, 4)) != MQ_OK) return s;
 
     /* TFLM keeps the depth multiplier in an int16 field. */
     if (o->depth_multiplier < 1 || o->depth_multiplier > INT16_MAX) return MQ_ERR_UNSUPPORTED_OPTION;
     if (in->dims[0] != out->dims[0] || filter->dims[0] != 1 || filter->dims[3] != out->dims[3])
         return MQ_ERR_SHAPE;
     if ((int64_t)in->dims[3] * o->depth_multiplier != (int64_t)out->dims[3]) return MQ_ERR_SHAPE;
-    if ((s = mq_check_bias(bias, out->dims[3])) != MQ_OK) return s;
-
-    if ((s = mq_window(o->padding, in->dims[1], filter->dims[1], o->stride_h, o->dilation_h,
-                       &out_h, &p->pad_h)) != MQ_OK) return s;
-    if ((s = mq_window(o->padding, in->dims[2], filter->dims[2], o->stride_w, o->dilation_w,
-                       &out_w, &p->pad_w)) != MQ_OK) return s;
-    if (out->dims[1] != out_h || out->dims[2] != out_w) return MQ_ERR_SHAPE;
+    if ((s = mq_check_bias(w.bias, out->dims[3])) != MQ_OK) return s;
+    if ((s = mq_window_2d(o, in, out, filter->dims[1], filter->dims[2], o->dilation_h, o->dilation_w,
+                          &p->pad_h, &p->pad_w)) != MQ_OK) return s;
 
     if ((s = mq_check_int8_weights(filter, 3)) != MQ_OK) return s;
     /* TFLM's depthwise kernel also wants as many zero points as scales. */
     if (filter->nzero_points != filter->nscales) return MQ_ERR_QUANTIZATION;
-    for (ch = 0; validate && ch < out->dims[3]; ++ch) {
-        int32_t m;
-        int shift;
-        s = mq_channel_multiplier(in->scale, mq_weight_scale(filter, ch), out->scale, &m, &shift);
-        if (s != MQ_OK) return s;
-    }
+    if (validate && (s = mq_check_channel_multipliers(&w, out->dims[3])) != MQ_OK) return s;
     return mq_activation_range_int8(o->activation, out, &p->act_min, &p->act_max);
 }
 

@@ -35,22 +35,16 @@ static mq_status fc_prepare(const mq_op_ctx *ctx, fc_params *p, int validate)
 {
     const mq_op_options *o = ctx->options;
     const mq_tensor *in, *filter, *bias, *out;
+    mq_weighted_operands w;
     uint32_t out_elements;
-    int32_t ch;
     mq_status s;
 
-    if (ctx->ninputs < 2 || ctx->ninputs > 3 || ctx->noutputs != 1) return MQ_ERR_MALFORMED;
-    in = ctx->inputs[0];
-    filter = ctx->inputs[1];
-    bias = ctx->ninputs == 3 ? ctx->inputs[2] : NULL;
-    out = ctx->outputs[0];
-    if (in == NULL || filter == NULL || out == NULL || o == NULL) return MQ_ERR_MALFORMED;
+    if ((s = mq_weighted_operands_of(ctx, 2, &w)) != MQ_OK) return s;
+    in = w.in;
+    filter = w.filter;
+    bias = w.bias;
+    out = w.out;
     if (o->weights_format != 0) return MQ_ERR_UNSUPPORTED_OPTION; /* shuffled weights */
-
-    if ((s = mq_check_int8_activation(in)) != MQ_OK) return s;
-    if ((s = mq_check_int8_activation(out)) != MQ_OK) return s;
-    if (filter->type != MQ_INT8) return MQ_ERR_UNSUPPORTED_TYPE;
-    if ((s = mq_check_rank_positive(filter, 2)) != MQ_OK) return s;
     if (out->ndims < 1) return MQ_ERR_SHAPE;
 
     p->units = filter->dims[0];
@@ -70,12 +64,9 @@ static mq_status fc_prepare(const mq_op_ctx *ctx, fc_params *p, int validate)
         const double product = (double)in->scale * (double)filter->scale;
         if (!(fabs(product - (double)bias->scale) / (double)out->scale <= 0.02)) return MQ_ERR_QUANTIZATION;
     }
-    for (ch = 0; validate && ch < p->units; ++ch) {
-        int32_t m;
-        int shift;
-        if ((s = fc_multiplier(in, filter, out, ch, &m, &shift)) != MQ_OK) return s;
-        if (filter->nscales == 1) break; /* one multiplier for all units */
-    }
+    /* Per-tensor weights: one multiplier for all units. */
+    if (validate && (s = mq_check_channel_multipliers(&w, filter->nscales == 1 ? 1 : p->units)) != MQ_OK)
+        return s;
     return mq_activation_range_int8(o->activation, out, &p->act_min, &p->act_max);
 }
 

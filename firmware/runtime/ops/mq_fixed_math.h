@@ -176,6 +176,22 @@ static inline mq_status mq_q4_input_of(const mq_tensor *in, mq_q4_input *p)
     return MQ_OK;
 }
 
+/* Applies `one` to each of n int8 values (LOGISTIC, TANH): through a 256-entry table when that is
+ * cheaper than computing every value. */
+static inline void mq_q4_map(const int8_t *x, int8_t *y, uint32_t n, int8_t (*one)(int32_t, const mq_q4_input *),
+                             const mq_q4_input *p)
+{
+    uint32_t i;
+    if (n > 256) {
+        int8_t table[256];
+        int32_t v;
+        for (v = -128; v <= 127; ++v) table[(uint8_t)v] = one(v, p);
+        for (i = 0; i < n; ++i) y[i] = table[(uint8_t)x[i]];
+    } else {
+        for (i = 0; i < n; ++i) y[i] = one(x[i], p);
+    }
+}
+
 /* ---- int16 primitives (HARD_SWISH) ------------------------------------------------------- */
 
 /* Two's-complement narrowing to int16 (the reference's implicit int -> int16_t conversions). */

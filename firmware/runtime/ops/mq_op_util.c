@@ -251,3 +251,55 @@ void mq_broadcast_run(const mq_broadcast *bc, const int8_t *in1, const int8_t *i
         if (k < 0) return;
     }
 }
+
+mq_status mq_window_2d(const mq_op_options *o, const mq_tensor *in, const mq_tensor *out, int32_t filter_h,
+                       int32_t filter_w, int32_t dilation_h, int32_t dilation_w, int32_t *pad_h, int32_t *pad_w)
+{
+    int32_t out_h = 0, out_w = 0;
+    mq_status s;
+    if ((s = mq_window(o->padding, in->dims[1], filter_h, o->stride_h, dilation_h, &out_h, pad_h)) != MQ_OK) return s;
+    if ((s = mq_window(o->padding, in->dims[2], filter_w, o->stride_w, dilation_w, &out_w, pad_w)) != MQ_OK) return s;
+    return out->dims[1] == out_h && out->dims[2] == out_w ? MQ_OK : MQ_ERR_SHAPE;
+}
+
+mq_status mq_weighted_operands_of(const mq_op_ctx *ctx, uint8_t filter_rank, mq_weighted_operands *w)
+{
+    mq_status s;
+    if (ctx->ninputs < 2 || ctx->ninputs > 3 || ctx->noutputs != 1) return MQ_ERR_MALFORMED;
+    w->in = ctx->inputs[0];
+    w->filter = ctx->inputs[1];
+    w->bias = ctx->ninputs == 3 ? ctx->inputs[2] : NULL;
+    w->out = ctx->outputs[0];
+    if (w->in == NULL || w->filter == NULL || w->out == NULL || ctx->options == NULL) return MQ_ERR_MALFORMED;
+    if ((s = mq_check_int8_activation(w->in)) != MQ_OK) return s;
+    if ((s = mq_check_int8_activation(w->out)) != MQ_OK) return s;
+    if (w->filter->type != MQ_INT8) return MQ_ERR_UNSUPPORTED_TYPE;
+    return mq_check_rank_positive(w->filter, filter_rank);
+}
+
+mq_status mq_check_channel_multipliers(const mq_weighted_operands *w, int32_t channels)
+{
+    int32_t ch, m;
+    int shift;
+    mq_status s;
+    for (ch = 0; ch < channels; ++ch) {
+        s = mq_channel_multiplier(w->in->scale, mq_weight_scale(w->filter, ch), w->out->scale, &m, &shift);
+        if (s != MQ_OK) return s;
+    }
+    return MQ_OK;
+}
+
+mq_status mq_binary_int8_operands(const mq_op_ctx *ctx, const mq_tensor **a, const mq_tensor **b,
+                                  const mq_tensor **out, mq_broadcast *bc)
+{
+    mq_status s;
+    if (ctx->ninputs != 2 || ctx->noutputs != 1 || ctx->options == NULL) return MQ_ERR_MALFORMED;
+    *a = ctx->inputs[0];
+    *b = ctx->inputs[1];
+    *out = ctx->outputs[0];
+    if (*a == NULL || *b == NULL || *out == NULL) return MQ_ERR_MALFORMED;
+    if ((s = mq_check_int8_activation(*a)) != MQ_OK) return s;
+    if ((s = mq_check_int8_activation(*b)) != MQ_OK) return s;
+    if ((s = mq_check_int8_activation(*out)) != MQ_OK) return s;
+    return mq_broadcast_prepare(*a, *b, *out, bc);
+}

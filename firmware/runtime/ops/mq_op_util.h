@@ -75,6 +75,28 @@ mq_status mq_window(int32_t padding, int32_t in_size, int32_t filter_size, int32
                     int32_t dilation, int32_t *out_size, int32_t *pad_before);
 
 /*
+ * Both spatial axes of a 4-D NHWC operator with a filter_h x filter_w window (options' padding,
+ * strides and dilations; pooling passes dilation 1): mq_window on each, and the output's height
+ * and width must be the computed ones (MQ_ERR_SHAPE).
+ */
+mq_status mq_window_2d(const mq_op_options *o, const mq_tensor *in, const mq_tensor *out, int32_t filter_h,
+                       int32_t filter_w, int32_t dilation_h, int32_t dilation_w, int32_t *pad_h, int32_t *pad_w);
+
+/*
+ * The operands of CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED: input, filter, optional bias and
+ * one output, with options (MQ_ERR_MALFORMED otherwise); int8 activations, and an int8 filter of
+ * rank `filter_rank` with positive dimensions.
+ */
+typedef struct mq_weighted_operands {
+    const mq_tensor *in, *filter, *bias, *out; /* bias may be NULL */
+} mq_weighted_operands;
+
+mq_status mq_weighted_operands_of(const mq_op_ctx *ctx, uint8_t filter_rank, mq_weighted_operands *w);
+
+/* Every one of `channels` output channels has a requantization multiplier TFLM can represent. */
+mq_status mq_check_channel_multipliers(const mq_weighted_operands *w, int32_t channels);
+
+/*
  * Elementwise binary operators with broadcasting (ADD, MUL): numpy rules over up to MQ_MAX_DIMS
  * dimensions, shapes aligned at the last dimension. The output must have the broadcast shape.
  * Dimensions are merged where possible so that the innermost rows are long.
@@ -88,6 +110,11 @@ typedef struct mq_broadcast {
 
 mq_status mq_broadcast_prepare(const mq_tensor *in1, const mq_tensor *in2, const mq_tensor *out,
                                mq_broadcast *bc);
+
+/* ADD and MUL: two int8 inputs and one int8 output with options (MQ_ERR_MALFORMED otherwise), and
+ * their broadcast (mq_broadcast_prepare). */
+mq_status mq_binary_int8_operands(const mq_op_ctx *ctx, const mq_tensor **a, const mq_tensor **b,
+                                  const mq_tensor **out, mq_broadcast *bc);
 
 /* Computes one innermost row: out[i] = f(in1[i * step1], in2[i * step2]) for i < n. */
 typedef void (*mq_broadcast_row_fn)(const int8_t *in1, uint32_t step1, const int8_t *in2,

@@ -18,15 +18,7 @@ static mq_status mul_prepare(const mq_op_ctx *ctx, mul_params *p, mq_broadcast *
     const mq_tensor *a, *b, *out;
     mq_status s;
 
-    if (ctx->ninputs != 2 || ctx->noutputs != 1 || ctx->options == NULL) return MQ_ERR_MALFORMED;
-    a = ctx->inputs[0];
-    b = ctx->inputs[1];
-    out = ctx->outputs[0];
-    if (a == NULL || b == NULL || out == NULL) return MQ_ERR_MALFORMED;
-    if ((s = mq_check_int8_activation(a)) != MQ_OK) return s;
-    if ((s = mq_check_int8_activation(b)) != MQ_OK) return s;
-    if ((s = mq_check_int8_activation(out)) != MQ_OK) return s;
-    if ((s = mq_broadcast_prepare(a, b, out, bc)) != MQ_OK) return s;
+    if ((s = mq_binary_int8_operands(ctx, &a, &b, &out, bc)) != MQ_OK) return s;
 
     p->in1_offset = -a->zero_point;
     p->in2_offset = -b->zero_point;

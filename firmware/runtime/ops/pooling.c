@@ -17,7 +17,6 @@ static mq_status pool_prepare(const mq_op_ctx *ctx, pool_params *p)
 {
     const mq_op_options *o = ctx->options;
     const mq_tensor *in, *out;
-    int32_t out_h = 0, out_w = 0;
     mq_status s;
 
     if (ctx->ninputs != 1 || ctx->noutputs != 1) return MQ_ERR_MALFORMED;
@@ -29,11 +28,7 @@ static mq_status pool_prepare(const mq_op_ctx *ctx, pool_params *p)
     if (in->ndims != 4 || out->ndims != 4) return MQ_ERR_SHAPE;
     if (in->dims[0] != out->dims[0] || in->dims[3] != out->dims[3]) return MQ_ERR_SHAPE;
 
-    if ((s = mq_window(o->padding, in->dims[1], o->filter_h, o->stride_h, 1, &out_h, &p->pad_h)) != MQ_OK)
-        return s;
-    if ((s = mq_window(o->padding, in->dims[2], o->filter_w, o->stride_w, 1, &out_w, &p->pad_w)) != MQ_OK)
-        return s;
-    if (out->dims[1] != out_h || out->dims[2] != out_w) return MQ_ERR_SHAPE;
+    if ((s = mq_window_2d(o, in, out, o->filter_h, o->filter_w, 1, 1, &p->pad_h, &p->pad_w)) != MQ_OK) return s;
     /* The int32 sum of an averaging window stays exact: at most 2^23 values of magnitude <= 128. */
     {
         const int64_t win_h = o->filter_h < in->dims[1] ? o->filter_h : in->dims[1];

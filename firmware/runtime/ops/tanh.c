@@ -39,16 +39,8 @@ mq_status mq_eval_tanh(const mq_op_ctx *ctx)
     int8_t *y = (int8_t *)ctx->outputs[0]->data;
     const uint32_t n = mq_tensor_elements(ctx->inputs[0]);
     mq_q4_input p;
-    uint32_t i;
     const mq_status s = mq_q4_input_of(ctx->inputs[0], &p);
     if (s != MQ_OK) return s;
-    if (n > 256) {
-        int8_t table[256];
-        int32_t v;
-        for (v = -128; v <= 127; ++v) table[(uint8_t)v] = tanh_one(v, &p);
-        for (i = 0; i < n; ++i) y[i] = table[(uint8_t)x[i]];
-    } else {
-        for (i = 0; i < n; ++i) y[i] = tanh_one(x[i], &p);
-    }
+    mq_q4_map(x, y, n, tanh_one, &p);
     return MQ_OK;
 }
