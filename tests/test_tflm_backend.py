@@ -181,24 +181,14 @@ def test_backend_compiles_warning_free_against_tflm(core, all_ops_config, tmp_pa
 
 
 @pytest.fixture(scope="module")
-def pio_build_env(tmp_path_factory, pytestconfig):
-    """A private PlatformIO core (tool-scons linked from the default one, or bootstrapped) and a
-    build cache that outlives the session, so TFLM is compiled once per core and flags."""
-    from mcuquant.build.pio_bootstrap import TOOL_SCONS_NAME, default_core_dir
-
-    existing = default_core_dir() / "packages" / TOOL_SCONS_NAME
-    core = tmp_path_factory.mktemp("pio-core")
-    if existing.is_dir():
-        (core / "packages").mkdir()
-        (core / "packages" / TOOL_SCONS_NAME).symlink_to(existing)
+def pio_build_env(pio_core, tmp_path_factory, pytestconfig):
+    """The private PlatformIO core (conftest's pio_core) with a build cache that outlives the
+    session, so TFLM is compiled once per core and flags."""
+    cache = getattr(pytestconfig, "cache", None)  # None with -p no:cacheprovider
+    cache_dir = cache.mkdir("pio-build-cache") if cache is not None else tmp_path_factory.mktemp("pio-cache")
     with pytest.MonkeyPatch.context() as mp:
-        for var in ("PLATFORMIO_PACKAGES_DIR", "PLATFORMIO_PLATFORMS_DIR"):
-            mp.delenv(var, raising=False)
-        mp.setenv("PLATFORMIO_CORE_DIR", str(core))
-        cache = getattr(pytestconfig, "cache", None)  # None with -p no:cacheprovider
-        cache_dir = cache.mkdir("pio-build-cache") if cache is not None else tmp_path_factory.mktemp("pio-cache")
         mp.setenv("PLATFORMIO_BUILD_CACHE_DIR", str(cache_dir))
-        yield core
+        yield pio_core
 
 
 def _per_channel_fully_connected(kws: bytes) -> bytes:

@@ -59,6 +59,7 @@ mq_status mq_eval_depthwise_conv_2d(const mq_op_ctx *ctx)
     const mq_tensor *in = ctx->inputs[0], *filter = ctx->inputs[1];
     const mq_tensor *bias = ctx->ninputs == 3 ? ctx->inputs[2] : NULL;
     const mq_tensor *out = ctx->outputs[0];
+    const mq_weighted_operands operands = {in, filter, bias, out};
     const int8_t *x = (const int8_t *)in->data;
     const int8_t *w = (const int8_t *)filter->data;
     int8_t *y = (int8_t *)out->data;
@@ -76,15 +77,7 @@ mq_status mq_eval_depthwise_conv_2d(const mq_op_ctx *ctx)
 
     for (c0 = 0; c0 < out_c; c0 += CHANNEL_BLOCK) {
         const int32_t n = out_c - c0 < CHANNEL_BLOCK ? out_c - c0 : CHANNEL_BLOCK;
-        for (i = 0; i < n; ++i) {
-            if (filter->nscales == 1 && (c0 > 0 || i > 0)) { /* per-tensor: computed once */
-                multiplier[i] = multiplier[0];
-                shift[i] = shift[0];
-            } else {
-                (void)mq_channel_multiplier(in->scale, mq_weight_scale(filter, c0 + i), out->scale,
-                                            &multiplier[i], &shift[i]);
-            }
-        }
+        mq_block_multipliers(&operands, c0, n, multiplier, shift);
         for (b = 0; b < in->dims[0]; ++b) {
             for (oy = 0; oy < out->dims[1]; ++oy) {
                 const int32_t y0 = oy * o->stride_h - p.pad_h;

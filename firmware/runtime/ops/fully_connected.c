@@ -23,13 +23,6 @@ typedef struct fc_params {
     int32_t act_min, act_max;
 } fc_params;
 
-/* Multiplier of output unit `ch` (the same for every unit with per-tensor weights). */
-static mq_status fc_multiplier(const mq_tensor *in, const mq_tensor *filter, const mq_tensor *out,
-                               int32_t ch, int32_t *multiplier, int *shift)
-{
-    return mq_channel_multiplier(in->scale, mq_weight_scale(filter, ch), out->scale, multiplier, shift);
-}
-
 /* Validates the operator (check) or only derives its parameters (eval, after check passed). */
 static mq_status fc_prepare(const mq_op_ctx *ctx, fc_params *p, int validate)
 {
@@ -81,6 +74,7 @@ mq_status mq_eval_fully_connected(const mq_op_ctx *ctx)
     const mq_tensor *in = ctx->inputs[0], *filter = ctx->inputs[1];
     const mq_tensor *bias = ctx->ninputs == 3 ? ctx->inputs[2] : NULL;
     const mq_tensor *out = ctx->outputs[0];
+    const mq_weighted_operands operands = {in, filter, bias, out};
     const int8_t *x = (const int8_t *)in->data;
     const int8_t *w = (const int8_t *)filter->data;
     int8_t *y = (int8_t *)out->data;
@@ -94,14 +88,7 @@ mq_status mq_eval_fully_connected(const mq_op_ctx *ctx)
 
     for (c0 = 0; c0 < p.units; c0 += CHANNEL_BLOCK) {
         const int32_t n = p.units - c0 < CHANNEL_BLOCK ? p.units - c0 : CHANNEL_BLOCK;
-        for (i = 0; i < n; ++i) {
-            if (filter->nscales == 1 && (c0 > 0 || i > 0)) { /* per-tensor: computed once */
-                multiplier[i] = multiplier[0];
-                shift[i] = shift[0];
-            } else {
-                (void)fc_multiplier(in, filter, out, c0 + i, &multiplier[i], &shift[i]);
-            }
-        }
+        mq_block_multipliers(&operands, c0, n, multiplier, shift);
         for (b = 0; b < p.batches; ++b) {
             const int8_t *row = x + (uint32_t)b * (uint32_t)p.depth;
             for (i = 0; i < n; ++i) {

@@ -303,3 +303,17 @@ mq_status mq_binary_int8_operands(const mq_op_ctx *ctx, const mq_tensor **a, con
     if ((s = mq_check_int8_activation(*out)) != MQ_OK) return s;
     return mq_broadcast_prepare(*a, *b, *out, bc);
 }
+
+void mq_block_multipliers(const mq_weighted_operands *w, int32_t c0, int32_t n, int32_t *multiplier, int *shift)
+{
+    int32_t i;
+    for (i = 0; i < n; ++i) {
+        if (w->filter->nscales == 1 && (c0 > 0 || i > 0)) { /* per-tensor: computed once */
+            multiplier[i] = multiplier[0];
+            shift[i] = shift[0];
+        } else {
+            (void)mq_channel_multiplier(w->in->scale, mq_weight_scale(w->filter, c0 + i), w->out->scale,
+                                        &multiplier[i], &shift[i]);
+        }
+    }
+}

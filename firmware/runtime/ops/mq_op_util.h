@@ -93,6 +93,13 @@ typedef struct mq_weighted_operands {
 
 mq_status mq_weighted_operands_of(const mq_op_ctx *ctx, uint8_t filter_rank, mq_weighted_operands *w);
 
+/*
+ * Multipliers of output channels c0 .. c0 + n - 1 into multiplier[0..n-1] / shift[0..n-1], after
+ * check passed. Per-tensor weights: channel 0's, computed in the first block only (the arrays keep
+ * it from one block to the next).
+ */
+void mq_block_multipliers(const mq_weighted_operands *w, int32_t c0, int32_t n, int32_t *multiplier, int *shift);
+
 /* Every one of `channels` output channels has a requantization multiplier TFLM can represent. */
 mq_status mq_check_channel_multipliers(const mq_weighted_operands *w, int32_t channels);
 
