@@ -21,6 +21,7 @@ from mcuquant.config import DataConfig
 from mcuquant.errors import ConfigError, DatasetError, ModelError
 from mcuquant.graph import Graph, Tensor
 from mcuquant.interpreters import RUNTIMES, Runner, dequantize, quantize
+from mcuquant.tasks import get_task
 from mcuquant.tf_import import native_stderr_captured
 
 _QUANTIZED_IO = ("int8", "int16")
@@ -63,9 +64,13 @@ def copy_qat_weights(qat_model, float_model):
     tfmot's QuantizeWrapper keeps the inner layer's variables (kernel, bias, BN statistics) under
     the inner layer's names but detaches the kernel from the inner layer, so variables are matched
     by their attribute name ("kernel:0") among the wrapper's weights, not via `wrapper.layer`.
+    A Keras 3 `float_model` is cloned as its tf-keras translation, the model QAT was made from.
     """
+    from mcuquant.models import keras3
     from mcuquant.tf_import import keras
 
+    if keras3.is_keras3(float_model):
+        float_model = keras3.translate(float_model)
     qat_by_name = {}
     for layer in qat_model.layers:
         inner = getattr(layer, "layer", None)  # QuantizeWrapper(V2)
@@ -228,8 +233,8 @@ def _same_zero_points(a: Tensor, b: Tensor) -> bool:
 # Outputs on the same samples
 
 
-def _compare_outputs(a: bytes, b: bytes, x: np.ndarray, y: np.ndarray | None, *, classification: bool,
-                     runtime: str, progress: bool) -> dict:
+def _compare_outputs(a: bytes, b: bytes, x: np.ndarray, y: np.ndarray | None, *, task: str,
+                     runtime: str, progress: bool, name_a: str = "A", name_b: str = "B") -> dict:
     if runtime not in RUNTIMES:
         raise ConfigError(f"unknown runtime {runtime!r}; known: {', '.join(RUNTIMES)}")
     runner_a, runner_b = Runner(runtime, a), Runner(runtime, b)
@@ -255,7 +260,8 @@ def _compare_outputs(a: bytes, b: bytes, x: np.ndarray, y: np.ndarray | None, *,
     absolute = np.abs(out_a.astype(np.float64) - out_b.astype(np.float64))
     result = {"n": n, "runtime": runtime, "byte_identical": byte_identical,
               "max_abs_output_difference": float(absolute.max()) if n else 0.0}
-    if classification:
+    kind = get_task(task)
+    if kind.has_classes:
         class_a, class_b = np.argmax(out_a, axis=1), np.argmax(out_b, axis=1)
         flipped = np.flatnonzero(class_a != class_b)
         labels = None if y is None else np.asarray(y).astype(np.int64).reshape(n)
@@ -267,14 +273,16 @@ def _compare_outputs(a: bytes, b: bytes, x: np.ndarray, y: np.ndarray | None, *,
             error_rate_a=None if labels is None else float(np.mean(class_a != labels)),
             error_rate_b=None if labels is None else float(np.mean(class_b != labels)),
         )
-    else:  # regression: the same prediction means the same dequantized output
+    else:  # values or anomaly scores: the same prediction means the same dequantized output
         same = int(np.count_nonzero(absolute.max(axis=1) == 0)) if n else 0
         result.update(same_prediction=same, agreement_rate=float(same / n) if n else 1.0, class_flips=None, flips=[],
                       error_rate_a=None, error_rate_b=None)
         if y is not None:
-            target = np.asarray(y, dtype=np.float64).reshape(n, -1)
-            result["mae_a"] = float(np.mean(np.abs(out_a - target)))
-            result["mae_b"] = float(np.mean(np.abs(out_b - target)))
+            pred_a = kind.predictions(out_a, x, np.shape(y))
+            pred_b = kind.predictions(out_b, x, np.shape(y))
+            scores = kind.score_all({"a": pred_a, "b": pred_b}, np.asarray(y))
+            result.update({f"{kind.metric}_a": scores["a"][kind.metric], f"{kind.metric}_b": scores["b"][kind.metric],
+                           "comparison": kind.compare(name_a, name_b, pred_a, pred_b, np.asarray(y))})
     return result
 
 
@@ -283,7 +291,7 @@ def _compare_outputs(a: bytes, b: bytes, x: np.ndarray, y: np.ndarray | None, *,
 
 
 def diff_models(a: bytes, b: bytes, *, name_a: str = "A", name_b: str = "B", x: np.ndarray | None = None,
-                y: np.ndarray | None = None, classification: bool = True, runtime: str = "tflm-host",
+                y: np.ndarray | None = None, task: str = "classification", runtime: str = "tflm-host",
                 progress: bool = False) -> dict:
     """Compare two int8 .tflite models of the same network tensor by tensor, and on samples `x`.
 
@@ -308,7 +316,8 @@ def diff_models(a: bytes, b: bytes, *, name_a: str = "A", name_b: str = "B", x: 
     }
     outputs = None
     if x is not None:
-        outputs = _compare_outputs(a, b, x, y, classification=classification, runtime=runtime, progress=progress)
+        outputs = _compare_outputs(a, b, x, y, task=task, runtime=runtime, progress=progress, name_a=name_a,
+                                   name_b=name_b)
     return {"a": _identity(a, name_a), "b": _identity(b, name_b), "tensors": rows, "summary": summary,
             "outputs": outputs}
 
@@ -341,13 +350,13 @@ def run_diff(path_a: str | Path, path_b: str | Path, *, data: str | None = None,
         raise ConfigError("--samples needs --data: the models are compared on samples of the test split")
     a, b = _read_model(path_a), _read_model(path_b)
     x = y = None
-    classification = True
+    task = "classification"  # without data an output vector is read as class scores
     if data is not None:
         dataset = data_options.load(data)
         n = len(dataset.x_test) if samples is None else min(samples, len(dataset.x_test))
         x, y = dataset.x_test[:n], dataset.y_test[:n]
-        classification = dataset.task == "classification"
-    return diff_models(a, b, name_a=str(path_a), name_b=str(path_b), x=x, y=y, classification=classification,
+        task = dataset.task
+    return diff_models(a, b, name_a=str(path_a), name_b=str(path_b), x=x, y=y, task=task,
                        runtime=runtime, progress=progress)
 
 
@@ -430,7 +439,9 @@ def format_diff(result: dict, limit: int = 20) -> list:
             line += f", byte-identical {out['byte_identical']}"
         if out["error_rate_a"] is not None:
             line += f"; error rate A {100 * out['error_rate_a']:.2f}%, B {100 * out['error_rate_b']:.2f}%"
-        if "mae_a" in out:
-            line += f"; MAE A {out['mae_a']:.4g}, B {out['mae_b']:.4g}"
+        if "comparison" in out:
+            line += f"; {out['comparison']['verdict']}"
+            line += "".join(f"; {m.upper()} A {out[m + '_a']:.4g}, B {out[m + '_b']:.4g}" for m in ("mae", "auc")
+                            if m + "_a" in out)
         lines.append(line)
     return lines

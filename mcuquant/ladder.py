@@ -22,13 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
-from mcuquant import __version__, stats
+from mcuquant import __version__
 from mcuquant.config import Config
 from mcuquant.data import Dataset
 from mcuquant.errors import ModelError
 from mcuquant.interpreters import RUNTIMES, Runner, agreement, dequantize, quantize
-from mcuquant.models import check_model_source
+from mcuquant.models import check_model_source, keras3
 from mcuquant.progress import console
+from mcuquant.tasks import get_task
 
 FLOAT_EPOCHS_FOR_ZOO = 30
 INT8_VARIANTS = ("ptq", "qat")  # conversions the builtin runtime can run
@@ -38,7 +39,7 @@ RUNGS_FILE = "rungs.npz"  # per-sample predictions (and integer outputs) of ever
 @dataclass
 class Rung:
     id: str
-    predictions: np.ndarray  # class indices (classification) or float values (regression)
+    predictions: np.ndarray  # per sample, as the task kind predicts: classes, values or anomaly scores
     raw: np.ndarray | None = None  # integer outputs of an int8 rung, for byte-level comparisons
 
 
@@ -74,44 +75,38 @@ def _build_model(cfg: Config, data: Dataset):
     else:
         model = load_user_model(source)
         epochs = 0 if cfg.training.epochs is None else cfg.training.epochs
+        if keras3.is_keras3(model):
+            if keras3.is_exported(model):
+                raise ModelError(f"{source} is an exported SavedModel (Keras 3 model.export()): a traced graph without "
+                                 "layers, which tfmot cannot make quantization-aware, so the ladder's QAT rungs cannot be "
+                                 "built. Give the .keras or .h5 file of the model (model.save()); the exported folder "
+                                 "itself works with `mcuquant layers` and `mcuquant validate --model DIR --data ...` "
+                                 "(float and PTQ)")
+            if epochs:
+                raise ModelError(f"{source} was saved by Keras 3, which mcuquant evaluates as saved: set "
+                                 "training.epochs = 0 (the default for your own model) and train it in Keras 3 before")
     check_model_fits_data(model, data.input_shape, data.num_classes)
     return model, epochs
 
 
 def _keras_predictions(model, data: Dataset) -> np.ndarray:
     out = model.predict(data.x_test, batch_size=256, verbose=0)
-    return np.argmax(out, axis=-1) if data.task == "classification" else out.reshape(data.y_test.shape)
+    return get_task(data.task).predictions(out, data.x_test, data.y_test.shape)
 
 
 def _score_rungs(rungs: list[Rung], data: Dataset) -> tuple[list[dict], list[dict]]:
     return score_rungs(rungs, data.y_test, data.task)
 
 
-def confusion_matrix(y: np.ndarray, predictions: np.ndarray, n_classes: int) -> list[list[int]]:
-    """Counts per (true class, predicted class): rows are the true classes."""
-    matrix = np.zeros((n_classes, n_classes), dtype=np.int64)
-    np.add.at(matrix, (y.astype(np.int64), predictions.astype(np.int64)), 1)
-    return matrix.tolist()
-
-
 def score_rungs(rungs: list[Rung], y: np.ndarray, task: str) -> tuple[list[dict], list[dict]]:
-    """Each rung's metric with its interval, and the paired comparisons of `comparison_pairs`."""
+    """Each rung's metric with its interval, and the paired comparisons of `comparison_pairs`, as the
+    task kind (mcuquant.tasks) scores and compares them."""
+    kind = get_task(task)
     by_id = {r.id: r for r in rungs}
-    results, comparisons = [], []
-    if task == "classification":
-        correct = {r.id: r.predictions == y for r in rungs}
-        n_classes = int(max([y.max(initial=0)] + [r.predictions.max(initial=0) for r in rungs])) + 1
-        for r in rungs:
-            results.append({"id": r.id, **stats.classification_rung(correct[r.id]),
-                            "confusion": confusion_matrix(y, r.predictions, n_classes)})
-        for a, b, why in comparison_pairs([r.id for r in rungs]):
-            comparisons.append({**stats.compare_classification(a, b, correct[a], correct[b]), "kind": why})
-    else:
-        abs_err = {r.id: stats.absolute_errors(y, r.predictions) for r in rungs}
-        for r in rungs:
-            results.append({"id": r.id, **stats.regression_rung(y, r.predictions)})
-        for a, b, why in comparison_pairs([r.id for r in rungs]):
-            comparisons.append({**stats.compare_regression(a, b, abs_err[a], abs_err[b]), "kind": why})
+    scores = kind.score_all({r.id: r.predictions for r in rungs}, y)
+    results = [{"id": r.id, **scores[r.id]} for r in rungs]
+    comparisons = [{**kind.compare(a, b, by_id[a].predictions, by_id[b].predictions, y), "kind": why}
+                   for a, b, why in comparison_pairs([r.id for r in rungs])]
     # Byte-level agreement belongs next to the statistics of the same pair.
     for c in comparisons:
         ra, rb = by_id[c["a"]], by_id[c["b"]]
@@ -129,13 +124,14 @@ class Prepared:
     cfg: Config
     out: Path
     data: Dataset
-    float_model: object  # tf_keras Model
+    float_model: object  # tf_keras Model, or Keras 3 Model
     qat_model: object
     representative: np.ndarray  # PTQ calibration samples (train split)
     conversions: list  # quantize.Conversion
     history: dict
     qat_history: dict
     started: float
+    translation: dict | None = None  # a Keras 3 model's check of its tf-keras translation (models.keras3)
 
 
 def prepare(cfg: Config, out_dir: str | Path, *, progress: bool = True, data: Dataset | None = None) -> Prepared:
@@ -155,9 +151,18 @@ def prepare(cfg: Config, out_dir: str | Path, *, progress: bool = True, data: Da
 
     set_seeds(cfg.training.seed)  # before building: the initial weights come from it
     model, epochs = _build_model(cfg, data)
-    history = train_float(model, data, cfg.training, epochs, progress=progress)
+    translation = None
+    if keras3.is_keras3(model):  # the float rung and PTQ use it as it is, QAT its verified tf-keras translation
+        history = {"epochs_run": 0}
+        qat_base, translation = keras3.to_tf_keras(model, data.x_test)
+        console.print(f"Keras 3 model: translated to tf-keras for QAT ({translation['layers']} layers); outputs on "
+                      f"{translation['samples']} test samples differ by at most {translation['max_abs_difference']:.2g} "
+                      f"(tolerance {translation['tolerance']:.2g})")
+    else:
+        history = train_float(model, data, cfg.training, epochs, progress=progress)
+        qat_base = model
     model.save(out / "float.keras")
-    qat_model, qat_history = quantization_aware(model, data, cfg.training, progress=progress)
+    qat_model, qat_history = quantization_aware(qat_base, data, cfg.training, progress=progress)
 
     representative = representative_samples(data.x_train, cfg.quantization.representative_samples, cfg.data.seed)
     console.print("converting to TFLite: PTQ int8, QAT int8" + (", PTQ int16x8" if cfg.quantization.int16x8 else ""))
@@ -167,7 +172,8 @@ def prepare(cfg: Config, out_dir: str | Path, *, progress: bool = True, data: Da
         conversions.append(convert_ptq16x8(model, representative))
     for conv in conversions:
         (out / f"{conv.variant}.tflite").write_bytes(conv.tflite)
-    return Prepared(cfg, out, data, model, qat_model, representative, conversions, history, qat_history, started)
+    return Prepared(cfg, out, data, model, qat_model, representative, conversions, history, qat_history, started,
+                    translation)
 
 
 def run_compare(cfg: Config, out_dir: str | Path, *, progress: bool = True) -> dict:
@@ -178,6 +184,7 @@ def run_compare(cfg: Config, out_dir: str | Path, *, progress: bool = True) -> d
 def evaluate_ladder(prep: Prepared, *, progress: bool = True) -> dict:
     """Run every host rung of `prep` on the test split; write rungs.npz and report.json; return the report."""
     data, out, model, conversions = prep.data, prep.out, prep.float_model, prep.conversions
+    task = get_task(data.task)
     rungs = [Rung("keras-float", _keras_predictions(model, data)), Rung("keras-qat", _keras_predictions(prep.qat_model, data))]
     agreements = []
     for conv in conversions:
@@ -187,18 +194,16 @@ def evaluate_ladder(prep: Prepared, *, progress: bool = True) -> dict:
         np.save(out / f"{conv.variant}_test_inputs.npy", xq)  # exactly what a device will be sent
         raw = {kind: r.run(xq, label=f"{conv.variant}/{kind}", progress=progress) for kind, r in runners.items()}
         for kind in kinds:
-            if data.task == "classification":
-                predictions = np.argmax(raw[kind].reshape(len(xq), -1), axis=1)
-            else:
-                predictions = dequantize(raw[kind], runners[kind].output).reshape(data.y_test.shape)
-            rungs.append(Rung(f"{conv.variant}/{kind}", predictions, raw[kind]))
+            outputs = dequantize(raw[kind], runners[kind].output)
+            rungs.append(Rung(f"{conv.variant}/{kind}", task.predictions(outputs, data.x_test, data.y_test.shape),
+                              raw[kind]))
         pairs = [("litert", "tflm-host"), ("litert-ref", "tflm-host"), ("litert", "litert-ref")]
         if "builtin-host" in kinds:
             pairs.append(("builtin-host", "tflm-host"))
         for a, b in pairs:
             agreements.append({"variant": conv.variant,
                                **agreement(conv.tflite, xq, a, raw[a], b, raw[b],
-                                           classification=data.task == "classification")})
+                                           classification=task.has_classes)})
 
     results, comparisons = _score_rungs(rungs, data)
     save_rungs(rungs, out / RUNGS_FILE)
@@ -211,7 +216,8 @@ def evaluate_ladder(prep: Prepared, *, progress: bool = True) -> dict:
         "dataset": {**data.summary(), "n_test": int(len(data.x_test))},
         "task": data.task,
         "model": {"source": cfg.model.source, "name": model.name, "parameters": int(model.count_params()),
-                  "float_training": prep.history, "qat_training": prep.qat_history},
+                  "float_training": prep.history, "qat_training": prep.qat_history,
+                  **({"translation": prep.translation} if prep.translation else {})},
         "conversions": {c.variant: c.summary() for c in conversions},
         "rungs": results,
         "comparisons": comparisons,

@@ -27,6 +27,7 @@ from markupsafe import Markup
 from mcuquant import plots
 from mcuquant.errors import ConfigError
 from mcuquant.export import TEMPLATES_DIR
+from mcuquant.tasks import get_task
 
 FIGURES_DIR = "report_files"  # PNGs of report.md, next to it
 MAX_LISTED = 50  # rows of long per-sample lists (mismatches, flips); report.json has all of them
@@ -128,9 +129,26 @@ def zero_points(values) -> str:
     return f"{min(values)}{DASH}{max(values)} ({len(values)} ch.)"
 
 
-_FILTERS = {"pct": pct, "pct_range": pct_range, "num_range": num_range, "pvalue": pvalue, "count": count,
+def auc(x) -> str:
+    return DASH if _missing(x) else f"{x:.3f}"
+
+
+def auc_range(ci) -> str:
+    if not ci or any(_missing(v) for v in ci):
+        return DASH
+    return f"{ci[0]:.3f}{DASH}{ci[1]:.3f}"
+
+
+_FILTERS = {"auc": auc, "auc_range": auc_range, "pct": pct, "pct_range": pct_range, "num_range": num_range, "pvalue": pvalue, "count": count,
             "num": num, "points": points, "used_of": used_of, "scales": scales, "listing": listing,
             "zero_points": zero_points}
+
+
+
+def cell(value, fmt: str) -> str:
+    """``value`` in the number format ``fmt`` (one of the filters above), as the tasks name them."""
+    return _FILTERS[fmt](value)
+
 
 # ---------------------------------------------------------------------------------------------
 # Template environments.
@@ -186,29 +204,37 @@ def _check(report) -> None:
                           "`mcuquant compare`, `validate` or `demo` wrote")
 
 
-def _ladder(report: dict, regression: bool, images: list[Image]) -> dict:
-    metric = "mae" if regression else "error_rate"
-    scored = [r for r in report["rungs"] if not _missing(r.get(metric))]
+def _ladder(report: dict, task, images: list[Image]) -> dict:
+    """The ladder plot and tables: metric columns and the paired test's note come from the task kind."""
+    scored = [r for r in report["rungs"] if task is not None and not _missing(r.get(task.metric))]
     if scored:
-        alt = "accuracy ladder: " + ("MAE" if regression else "error rate") + " with 95% interval per rung, " + \
-              ", ".join(str(r["id"]) for r in scored)
-        images.append(Image("ladder-plot", alt, plots.ladder_png(scored, regression=regression)))
-    return {"rungs": report["rungs"], "scored": bool(scored), "regression": regression,
-            "image": images[-1] if scored else None, "comparisons": report.get("comparisons") or []}
+        alt = (f"accuracy ladder: {task.metric_label} with 95% interval per rung, "
+               + ", ".join(str(r["id"]) for r in scored))
+        values = [(str(r["id"]), *task.plot_value(r)) for r in scored]
+        images.append(Image("ladder-plot", alt, plots.ladder_png(values, label=task.plot_label,
+                                                                 title=f"accuracy ladder: {task.metric_label} "
+                                                                       "with 95% interval")))
+    rung_columns = task.rung_columns() if task else []
+    comparison_columns = task.comparison_columns() if task else []
+    return {"rungs": report["rungs"], "scored": bool(scored), "image": images[-1] if scored else None,
+            "comparisons": report.get("comparisons") or [], "test_note": task.test_note() if task else "",
+            "rung_headers": [h for h, _, _ in rung_columns],
+            "rung_cells": [[cell(r.get(k), f) for _, k, f in rung_columns] for r in report["rungs"]],
+            "comparison_headers": [h for h, _, _ in comparison_columns],
+            "comparison_cells": [[cell(c.get(k), f) for _, k, f in comparison_columns]
+                                 for c in report.get("comparisons") or []]}
 
 
-def _confusions(report: dict, images: list[Image]) -> list[dict]:
-    names = (report.get("dataset") or {}).get("class_names")
-    out = []
-    for index, rung in enumerate(report["rungs"]):
-        matrix = rung.get("confusion")
-        if not matrix:
-            continue
-        image = Image(f"confusion-{_slug(rung['id'], index)}", f"confusion matrix of {rung['id']}",
-                      plots.confusion_png(str(rung["id"]), matrix, names))
-        images.append(image)
-        out.append({"rung": rung["id"], "image": image})
-    return out
+def _task_section(report: dict, task, images: list[Image]) -> dict | None:
+    """The task kind's own section (confusion matrices, per-output errors, ROC curves)."""
+    section = task.report_section(report) if task is not None else None
+    if section is None:
+        return None
+    figures = []
+    for index, (key, alt, png) in enumerate(section["figures"]):
+        figures.append(Image(_slug(key, index), alt, png))
+    images.extend(figures)
+    return {**section, "figures": figures}
 
 
 def _layers(explain: dict, images: list[Image]) -> list[dict]:
@@ -262,7 +288,8 @@ def context(report: dict) -> tuple[dict, list[Image]]:
     _check(report)
     explain = report.get("explain") or {}
     dataset = report.get("dataset") or {}
-    regression = (report.get("task") or dataset.get("task")) == "regression"
+    task_name = report.get("task") or dataset.get("task")
+    task = get_task(task_name) if task_name else None
     images: list[Image] = []
     device_rungs = [r for r in report["rungs"] if _is_device(r)]
     device = explain.get("device")
@@ -271,16 +298,18 @@ def context(report: dict) -> tuple[dict, list[Image]]:
         "report": report,
         "dataset": dataset,
         "model": report.get("model") or {},
-        "regression": regression,
+        "task": task_name,
+        "has_classes": bool(task and task.has_classes),
         "findings": explain.get("findings") or [],
-        "ladder": _ladder(report, regression, images),
+        "ladder": _ladder(report, task, images),
         "sample_size": explain.get("sample_size") or [],
-        "confusions": _confusions(report, images),
-        "classification": not regression,
+        "task_section": _task_section(report, task, images),
         "layers": _layers(explain, images),
         "range_diff": _range_diff(explain),
         "calibration": calibration,
         "calibration_extras": _extras(calibration, ("rungs", "comparison")),
+        "calibration_cells": [[cell(r.get(k), f) for _, k, f in task.rung_columns()]
+                              for r in (calibration or {}).get("rungs") or []] if task else [],
         "agreement": report.get("agreement") or [],
         "device": device,
         "device_disagreements": ((device or {}).get("disagreements") or [])[:MAX_LISTED],

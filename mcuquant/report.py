@@ -12,6 +12,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from mcuquant.tasks import get_task
+
 
 def wide_console() -> Console:
     """The terminal's width, or 140 columns when the output is a file or a pipe (tables stay unwrapped)."""
@@ -24,28 +26,27 @@ def _pct(x: float) -> str:
 
 def _scored(report: dict) -> bool:
     """Whether the rungs carry a metric (not so for a device measured on unlabelled inputs)."""
-    return bool(report["rungs"]) and all("error_rate" in r or "mae" in r for r in report["rungs"])
+    if not report.get("task") or not report["rungs"]:
+        return False
+    metric = get_task(report["task"]).metric
+    return all(metric in r for r in report["rungs"])
 
 
 def ladder_table(report: dict) -> Table:
-    classification = report["task"] == "classification"
+    from mcuquant.render import cell
+
+    task = get_task(report["task"]) if report.get("task") else None
     n = report["dataset"]["n_test"]
     table = Table(title=f"accuracy ladder on {report['dataset']['name']} (test split, n={n})")
     table.add_column("rung")
-    if classification:
-        table.add_column("error rate", justify="right")
-        table.add_column("95% CI (Wilson)", justify="right")
-    else:
-        table.add_column("MAE", justify="right")
-        table.add_column("RMSE", justify="right")
+    columns = [c for c in task.rung_columns() if c[1] != "errors"] if task else []
+    for header, _, _ in columns:
+        table.add_column(header, justify="right")
     table.add_column("vs previous rung")
     verdicts = {(c["a"], c["b"]): c for c in report["comparisons"]}
     previous = None
     for rung in report["rungs"]:
-        if classification:
-            cells = [_pct(rung["error_rate"]), f"[{_pct(rung['ci95'][0])}, {_pct(rung['ci95'][1])}]"]
-        else:
-            cells = [f"{rung['mae']:.4g}", f"{rung['rmse']:.4g}"]
+        cells = [cell(rung.get(key), fmt) for _, key, fmt in columns]
         against = verdicts.get((previous, rung["id"])) if previous else None
         table.add_row(rung["id"], *cells, against["verdict"] if against else "")
         previous = rung["id"]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 from mcuquant.config import TrainingConfig
 from mcuquant.data import Dataset
 from mcuquant.errors import ModelError
-from mcuquant.models import ends_in_softmax
 from mcuquant.progress import progress_bar
+from mcuquant.tasks import get_task
 from mcuquant.tf_import import keras, tensorflow, tfmot
 
 
@@ -16,13 +18,11 @@ def set_seeds(seed: int) -> None:
     tensorflow().config.experimental.enable_op_determinism()
 
 
-def _compile(model, task: str, learning_rate: float) -> None:
+def _compile(model, task: str, learning_rate: float, *, outputs_of=None) -> None:
+    """Compile with the task's loss. ``outputs_of`` is the model whose output kind (probabilities or
+    logits) decides the loss: the float model for its QAT model, so both train on the same loss."""
     k = keras()
-    if task == "classification":
-        loss = k.losses.SparseCategoricalCrossentropy(from_logits=not ends_in_softmax(model))
-        metrics = ["accuracy"]
-    else:
-        loss, metrics = "mse", ["mae"]
+    loss, metrics = get_task(task).loss(k, model if outputs_of is None else outputs_of)
     model.compile(optimizer=k.optimizers.Adam(learning_rate), loss=loss, metrics=metrics)
 
 
@@ -35,14 +35,17 @@ def _fit(model, data: Dataset, epochs: int, cfg: TrainingConfig, label: str, pro
 
     stop = k.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience, restore_best_weights=True)
     has_val = len(data.x_val) > 0
+    task = get_task(data.task)
     with progress_bar(label, epochs, enabled=progress) as advance:
         history = model.fit(
-            data.x_train, data.y_train,
-            validation_data=(data.x_val, data.y_val) if has_val else None,
+            data.x_train, task.targets(data.x_train, data.y_train),
+            validation_data=(data.x_val, task.targets(data.x_val, data.y_val)) if has_val else None,
             epochs=epochs, batch_size=cfg.batch_size, shuffle=True, verbose=0,
             callbacks=[_Bar()] + ([stop] if has_val else []),
         )
-    return {"epochs_run": len(history.history["loss"]), **{k_: [float(v) for v in vs] for k_, vs in history.history.items()}}
+    epochs_run = len(history.history["loss"])
+    return {"epochs_run": epochs_run, "steps": epochs_run * math.ceil(len(data.x_train) / cfg.batch_size),
+            **{k_: [float(v) for v in vs] for k_, vs in history.history.items()}}
 
 
 def train_float(model, data: Dataset, cfg: TrainingConfig, epochs: int, *, progress: bool = True) -> dict:
@@ -54,12 +57,9 @@ def train_float(model, data: Dataset, cfg: TrainingConfig, epochs: int, *, progr
     return _fit(model, data, epochs, cfg, "train float", progress)
 
 
-def quantization_aware(float_model, data: Dataset, cfg: TrainingConfig, *, progress: bool = True):
-    """Wrap `float_model` with tfmot's default 8-bit scheme and fine-tune it; returns (qat_model, history).
-
-    The float model is left untouched. QAT learns the activation ranges while training, which is
-    why at least one epoch is needed before conversion.
-    """
+def make_quantization_aware(float_model, task: str, cfg: TrainingConfig):
+    """`float_model` wrapped with tfmot's default 8-bit scheme, compiled with the float model's loss,
+    not yet fine-tuned. The float model is left untouched."""
     set_seeds(cfg.seed)
     try:
         qat_model = tfmot().quantization.keras.quantize_model(float_model)
@@ -67,6 +67,46 @@ def quantization_aware(float_model, data: Dataset, cfg: TrainingConfig, *, progr
         raise ModelError(f"tfmot cannot make '{float_model.name}' quantization-aware: {exc}. "
                          "Layers without a default 8-bit quantize config need quantize_annotate_layer "
                          "with a custom QuantizeConfig.") from exc
-    _compile(qat_model, data.task, cfg.qat_learning_rate)
+    _compile(qat_model, task, cfg.qat_learning_rate, outputs_of=float_model)
+    return qat_model
+
+
+def quantization_aware(float_model, data: Dataset, cfg: TrainingConfig, *, progress: bool = True):
+    """Wrap `float_model` for QAT and fine-tune it; returns (qat_model, history).
+
+    QAT learns the activation ranges while training, which is why at least one epoch is needed
+    before conversion.
+    """
+    qat_model = make_quantization_aware(float_model, data.task, cfg)
     history = _fit(qat_model, data, cfg.qat_epochs, cfg, "QAT fine-tune", progress)
+    history["activation_ranges"] = qat_range_status(qat_model, history["steps"])
     return qat_model, history
+
+
+# tfmot's MovingAverageQuantizer: activation ranges start at [-6, 6] and follow each training batch's
+# min/max with an exponential moving average of this decay (tfmot quant_ops, ema_decay=0.999).
+QAT_RANGE_INIT = (-6.0, 6.0)
+QAT_EMA_DECAY = 0.999
+QAT_LEARNED_SHARE = 0.95  # a range counts as learned once less than 5% of its initial value is left
+
+
+def qat_range_status(qat_model, steps: int) -> dict:
+    """How far QAT's activation ranges have moved from tfmot's initial [-6, 6] after ``steps`` batches.
+
+    After s steps a range still holds ``decay**s`` of its initial value, whatever the data; with
+    few steps every range sits near [-6, 6] and the QAT model's scales are tfmot's defaults, not
+    learned ones. Returns ``{"steps", "ema_decay", "initial_share_left", "steps_needed", "learned",
+    "ranges": [{"layer", "min", "max"}, ...]}``.
+    """
+    ranges: dict[str, dict] = {}
+    for w in qat_model.weights:
+        name = w.name.split(":")[0]
+        for end in ("post_activation", "output"):
+            for side in ("min", "max"):
+                if name.endswith(f"/{end}_{side}"):
+                    ranges.setdefault(name.rsplit("/", 1)[0], {})[side] = float(w.numpy())
+    needed = math.ceil(math.log(1 - QAT_LEARNED_SHARE) / math.log(QAT_EMA_DECAY))
+    left = QAT_EMA_DECAY ** steps
+    return {"steps": int(steps), "ema_decay": QAT_EMA_DECAY, "initial_share_left": left, "steps_needed": needed,
+            "learned": steps >= needed,
+            "ranges": [{"layer": layer, **r} for layer, r in ranges.items() if len(r) == 2]}

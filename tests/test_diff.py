@@ -169,7 +169,7 @@ def test_regression_outputs_report_the_largest_difference(seed000, digits):
     _, ptq, _ = seed000
     perturbed, _ = _perturb_one_scale(ptq)
     x = digits.x_test[:30]
-    out = diff_models(ptq, perturbed, x=x, classification=False)["outputs"]
+    out = diff_models(ptq, perturbed, x=x, task="regression")["outputs"]
     outputs = []
     for model in (ptq, perturbed):
         runner = Runner("tflm-host", model)

@@ -31,6 +31,7 @@ from mcuquant import __version__
 from mcuquant.boards import Board, get_board
 from mcuquant.config import DataConfig
 from mcuquant.errors import ConfigError, ModelError
+from mcuquant.tasks import get_task
 
 #: Where `mcuquant compare` puts its work folder by default: validate's default model.
 DEFAULT_COMPARE_DIR = Path("mcuquant-out/compare")
@@ -118,10 +119,10 @@ def _validate_compare_dir(board: Board, work: Path, out: Path, *, port, backend,
         for name in ("report.json", "dataset.npz", "rungs.npz"):
             if (work / name).is_file():
                 shutil.copyfile(work / name, out / name)
-    classification = dataset.task == "classification"
+    task = get_task(dataset.task)
     rungs, details, agreements = [], {}, []
     for job in jobs:
-        rung, _, detail, agree = _measure(board, job, out, classification=classification, y_shape=dataset.y_test.shape,
+        rung, _, detail, agree = _measure(board, job, out, task=task, x=dataset.x_test, y_shape=dataset.y_test.shape,
                                           port=port, backend=backend, upload=upload, progress=progress)
         rungs.append(rung)
         details[rung.id] = detail
@@ -168,10 +169,11 @@ def _validate_model(board: Board, model: Path, *, data, data_options: DataConfig
         variant = model.stem
     oracle = Runner("tflm-host", tflite)
 
-    y = None
+    y = x = None
     if dataset is not None:
         n = len(dataset.x_test) if samples is None else min(samples, len(dataset.x_test))
-        xq, y = quantize(dataset.x_test[:n], oracle.input), dataset.y_test[:n]
+        x, y = dataset.x_test[:n], dataset.y_test[:n]
+        xq = quantize(x, oracle.input)
         inputs = {"name": dataset.name, "n_test": int(n), "test_split_size": int(len(dataset.x_test))}
     else:
         n = samples or DEFAULT_RANDOM_SAMPLES
@@ -182,10 +184,8 @@ def _validate_model(board: Board, model: Path, *, data, data_options: DataConfig
     np.save(out / f"{variant}_test_inputs.npy", xq)
 
     task = dataset.task if dataset is not None else None
-    # Without labels, an output vector is read as class scores (class flips are then reported).
-    classification = task == "classification" if task else int(np.prod(oracle.output.shape[1:])) > 1
     job = _Job(variant, tflite, xq)
-    device, host, detail, agree = _measure(board, job, out, classification=classification,
+    device, host, detail, agree = _measure(board, job, out, task=get_task(task) if task else None, x=x,
                                            y_shape=None if y is None else y.shape, port=port, backend=backend,
                                            upload=upload, progress=progress, oracle_runner=oracle)
     if y is not None:
@@ -224,20 +224,21 @@ def _convert_keras(path: Path, dataset, n_representative: int, seed: int, per_ch
     return convert_ptq(keras_model, representative, per_channel=per_channel).tflite
 
 
-def _predictions(runner, raw: np.ndarray, classification: bool, y_shape: tuple[int, ...] | None) -> np.ndarray:
-    """Class indices, or dequantized values shaped like the labels (as the ladder scores them)."""
+def _predictions(runner, raw: np.ndarray, task, x, y_shape: tuple[int, ...] | None) -> np.ndarray:
+    """The task's per-sample predictions from dequantized outputs, as the ladder scores them (without a
+    task, on random inputs, the raw outputs: nothing is scored)."""
     from mcuquant.interpreters import dequantize
 
-    if classification:
-        return np.argmax(raw.reshape(len(raw), -1), axis=1)
-    return dequantize(raw, runner.output).reshape(y_shape if y_shape is not None else (len(raw), -1))
+    if task is None:
+        return raw.reshape(len(raw), -1)
+    return task.predictions(dequantize(raw, runner.output), x, y_shape)
 
 
 # ---------------------------------------------------------------------------------------------
 # One model on the board
 
 
-def _measure(board: Board, job: _Job, out: Path, *, classification: bool, y_shape, port, backend, upload, progress,
+def _measure(board: Board, job: _Job, out: Path, *, task, x, y_shape, port, backend, upload, progress,
              oracle_runner=None):
     """Build, run and compare one model: (device Rung, tflm-host Rung, device rung details, agreement entry)."""
     from mcuquant.device import harness
@@ -260,9 +261,11 @@ def _measure(board: Board, job: _Job, out: Path, *, classification: bool, y_shap
         run = harness.measure(link, job.xq, label=f"{job.variant}/device ({board.name})", progress=progress)
     np.savez_compressed(out / f"{job.variant}_device_outputs.npz", device=run.outputs, counts=run.counts,
                         tflm_host=oracle)
+    # Without labels, an output vector is read as class scores (class flips are then reported).
+    classification = task.has_classes if task else int(np.prod(oracle_runner.output.shape[1:])) > 1
     detail = harness.device_rung(job.variant, board, run, oracle, classification=classification, build=build)
-    rung = Rung(detail["id"], _predictions(oracle_runner, run.outputs, classification, y_shape), run.outputs)
-    host = Rung(f"{job.variant}/tflm-host", _predictions(oracle_runner, oracle, classification, y_shape), oracle)
+    rung = Rung(detail["id"], _predictions(oracle_runner, run.outputs, task, x, y_shape), run.outputs)
+    host = Rung(f"{job.variant}/tflm-host", _predictions(oracle_runner, oracle, task, x, y_shape), oracle)
     agree = {"variant": job.variant, "a": "device", "b": "tflm-host", "board": board.name,
              **{k: detail[k] for k in ("n", "bit_exact", "bit_exact_rate", "max_lsb_difference", "mismatches")},
              "class_flips": detail["class_flips"] or 0, "traced_samples": 0, "first_divergence_by_op": []}

@@ -1,4 +1,4 @@
-"""Models: a small zoo sized to the data, and loading of the user's own Keras models.
+"""The model zoo: small models sized to the data.
 
 Zoo models use only layers that convert to the int8 TFLite ops mcuquant's runtimes support
 (CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, AVERAGE/MAX_POOL_2D, ADD, RESHAPE, SOFTMAX) and end
@@ -96,48 +96,3 @@ def _resnet8(x, input_shape, width, L):
         x = L.ReLU()(L.Add()([x, y]))
     x = L.AveragePooling2D(pool_size=tuple(int(d) for d in x.shape[1:3]))(x)
     return L.Flatten()(x)
-
-
-def check_model_source(source: str) -> None:
-    """Cheap early check of `model.source`, before any data is loaded or TensorFlow imported."""
-    if source.startswith("zoo:"):
-        if source[4:] not in ZOO:
-            raise ModelError(f"unknown zoo model '{source}'; available: {_ZOO_LIST}")
-        return
-    path = Path(source)
-    if not path.exists():
-        raise ModelError(f"model {path} not found; give a .keras/.h5 file, a SavedModel folder or zoo:NAME "
-                         f"({_ZOO_LIST})")
-    if path.is_file() and path.suffix not in (".keras", ".h5", ".hdf5"):
-        raise ModelError(f"model {path}: expected a .keras or .h5 file or a SavedModel folder")
-
-
-def load_user_model(path: str | Path):
-    """Load a Keras model from .keras, .h5 or a SavedModel folder (with tf-keras, without compiling)."""
-    check_model_source(str(path))
-    try:
-        return keras().models.load_model(path, compile=False)
-    except Exception as exc:  # Keras raises many unrelated types for unreadable files
-        raise ModelError(f"could not load Keras model {path}: {exc}") from exc
-
-
-def ends_in_softmax(model) -> bool:
-    """Whether the model outputs probabilities (softmax) rather than logits."""
-    last = model.layers[-1]
-    last = getattr(last, "layer", last)  # tfmot's QuantizeWrapper holds the real layer
-    activation = getattr(last, "activation", None)
-    return type(last).__name__ == "Softmax" or getattr(activation, "__name__", "") == "softmax"
-
-
-def check_model_fits_data(model, input_shape: tuple[int, ...], num_classes: int | None) -> None:
-    """Fail before training when the model cannot take the data or predict its labels."""
-    if len(model.inputs) != 1 or len(model.outputs) != 1:
-        raise ModelError(f"model '{model.name}' has {len(model.inputs)} inputs and {len(model.outputs)} outputs; "
-                         "mcuquant evaluates models with one input and one output")
-    expected = tuple(model.input_shape[1:])
-    if len(expected) != len(input_shape) or any(e is not None and e != d for e, d in zip(expected, input_shape)):
-        raise ModelError(f"model '{model.name}' takes samples of shape {expected} but the data has {input_shape}; "
-                         "resize the data (e.g. [data] image_size) or use a model built for it")
-    out = model.output_shape[-1]
-    if num_classes is not None and out != num_classes:
-        raise ModelError(f"model '{model.name}' has {out} outputs but the data has {num_classes} classes")
