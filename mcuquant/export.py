@@ -61,7 +61,21 @@ _BUILTIN_OPS = frozenset(
         "CONCATENATION", "LOGISTIC", "TANH", "RELU", "RELU6", "HARD_SWISH",
     }
 )  # fmt: skip
-SUPPORTED_OPS: dict[str, frozenset[str]] = {"builtin": _BUILTIN_OPS, "tflm": _BUILTIN_OPS}
+# Sequence, shape and element-wise operators of the builtin runtime (issue 11). The tflm backend's
+# resolver (firmware/app/backend_tflm.cpp) registers only _BUILTIN_OPS so far.
+_BUILTIN_MORE_OPS = frozenset(
+    {
+        "SUB", "MAXIMUM", "MINIMUM", "LEAKY_RELU", "PRELU", "TRANSPOSE", "STRIDED_SLICE", "SPLIT",
+        "SPLIT_V", "EXPAND_DIMS", "SQUEEZE", "REDUCE_MAX", "SPACE_TO_BATCH_ND", "BATCH_TO_SPACE_ND",
+    }
+)  # fmt: skip
+SUPPORTED_OPS: dict[str, frozenset[str]] = {
+    "builtin": _BUILTIN_OPS | {"UNIDIRECTIONAL_SEQUENCE_LSTM"} | _BUILTIN_MORE_OPS,
+    "tflm": _BUILTIN_OPS,
+}
+# Non-constant inputs that are not int8 activations: (op, input slot) -> dtype (the LSTM's
+# int16 cell state, a variable tensor).
+_STATE_INPUT_DTYPES = {("UNIDIRECTIONAL_SEQUENCE_LSTM", 19): "INT16"}
 
 # Fused activations both backends implement for int8 (TANH / SIGN_BIT fused are not).
 _SUPPORTED_FUSED_ACTIVATIONS = frozenset({"NONE", "RELU", "RELU_N1_TO_1", "RELU6"})
@@ -364,7 +378,10 @@ def _check_supported(info: ModelInfo, backend: str) -> list[str]:
     for op in info.operators:
         where = f"operator {op.index} ({op.name})"
         if op.name not in supported:
-            problems.append(f"{where}: op {op.name} is not supported by the {backend!r} backend")
+            others = [b for b in SUPPORTED_OPS if b != backend and op.name in SUPPORTED_OPS[b]]
+            hint = (f"; the {others[0]!r} backend runs it: export with `--backend {others[0]}`" if others else
+                    "; no mcuquant backend runs it: replace the layer that produces it")
+            problems.append(f"{where}: op {op.name} is not supported by the {backend!r} backend{hint}")
             continue
         if op.fused_activation is not None and op.fused_activation not in _SUPPORTED_FUSED_ACTIVATIONS:
             problems.append(f"{where}: fused activation {op.fused_activation} is not supported")
@@ -378,7 +395,8 @@ def _check_supported(info: ModelInfo, backend: str) -> list[str]:
                         problems.append(f"{where}: constant {role} {slot} (tensor {r}) has dtype {t.dtype}, expected INT8 or INT32")
                     continue
                 float_ok = (op.name == "QUANTIZE" and role == "input") or (op.name == "DEQUANTIZE" and role == "output")
-                if t.dtype != "INT8" and not (float_ok and t.dtype == "FLOAT32"):
+                state_ok = role == "input" and _STATE_INPUT_DTYPES.get((op.name, slot)) == t.dtype
+                if t.dtype != "INT8" and not (float_ok and t.dtype == "FLOAT32") and not state_ok:
                     problems.append(f"{where}: {role} {slot} (tensor {r} {t.name!r}) has dtype {t.dtype}; activations must be INT8")
                 if any(d < 1 for d in t.shape):
                     problems.append(f"{where}: {role} {slot} (tensor {r}) has dynamic or empty shape {list(t.shape)}")

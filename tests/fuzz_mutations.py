@@ -332,7 +332,7 @@ def _structural(model: bytes, rng: random.Random) -> tuple[str, bytes]:
     elif choice == 14 and m.operatorCodes:
         name = "opcode"
         code = rng.choice(m.operatorCodes)
-        code.builtinCode = rng.choice((32, 6, 114, 9, 25, 40, 200))
+        code.builtinCode = rng.choice((32, 6, 114, 9, 25, 40, 200, 37, 38, 39, 41, 43, 45, 49, 54, 55, 70, 82, 98, 102))
         code.deprecatedBuiltinCode = min(code.builtinCode, 127)
         if code.builtinCode == 32:
             code.customCode = "fuzz"

@@ -8,8 +8,9 @@ sanitizer report. The runtime passes when, for every mutant, the driver prints a
 finishes with exit 0 and nothing from a sanitizer on stderr.
 
 Mutants (tests/fuzz_mutations.py) come from real seeds: the MLPerf Tiny models in ../shared/models,
-the four zoo models (those of test_builtin_bitexact: trained on digits, PTQ-converted) and ten
-models of tests/modelgen.py (its two hand-written specs and the first eight it draws).
+the four zoo models (those of test_builtin_bitexact: trained on digits, PTQ-converted), models of
+tests/modelgen.py (its hand-written specs and the first eight it draws) and one-operator schema
+models of test_builtin_ops_more for operators the converter does not emit.
 The default run fuzzes MCUQUANT_FUZZ_MODELS mutants (default 20,000, about 10 s) and every
 truncation of every seed at its interesting lengths (~66,000 models, about 10 s); the acceptance
 campaign of 100,000 further mutants is marked slow (pytest --runslow).
@@ -31,6 +32,7 @@ from mcuquant.models import ZOO
 from conftest import SHARED_MODELS
 from fuzz_mutations import frame, mutants, truncation_points
 from modelgen import COVERAGE_EXAMPLES, convert, drawn_specs, zoo_model
+from test_builtin_ops_more import schema_seeds
 
 FUZZ_MODELS = int(os.environ.get("MCUQUANT_FUZZ_MODELS", "20000"))
 FUZZ_SEED = int(os.environ.get("MCUQUANT_FUZZ_SEED", "0"))
@@ -56,6 +58,7 @@ def seeds() -> dict[str, bytes]:
         found[f"zoo:{name}"] = zoo_model(name)[0]
     for i, spec in enumerate(list(COVERAGE_EXAMPLES) + drawn_specs(8)):
         found[f"modelgen:{i}"] = convert(spec)
+    found.update(schema_seeds())  # operators the converter does not emit (SQUEEZE, SPACE_TO_BATCH_ND...)
     return found
 
 

@@ -59,11 +59,11 @@ def status_of(model: bytes) -> McuquantError:
 @pytest.fixture(scope="module")
 def small_models():
     """Two small PTQ models: PAD (asymmetric), CONV_2D, CONCATENATION (axes 3 and 1), RESHAPE,
-    FULLY_CONNECTED, SOFTMAX; and one with a SUB the builtin runtime does not implement."""
+    FULLY_CONNECTED, SOFTMAX; and one with a SQUARED_DIFFERENCE the builtin runtime does not implement."""
     from mcuquant.quantize import convert_ptq
-    from mcuquant.tf_import import keras
+    from mcuquant.tf_import import keras, tensorflow
 
-    K = keras()
+    K, tf = keras(), tensorflow()
     L = K.layers
     inp = K.Input((8, 8, 2), batch_size=1)
     a = L.Conv2D(4, 3, activation="relu")(L.ZeroPadding2D(((1, 2), (0, 1)))(inp))
@@ -75,9 +75,9 @@ def small_models():
     mix = convert_ptq(K.Model(inp, out), rng.normal(size=(20, 8, 8, 2)).astype(np.float32)).tflite
 
     inp = K.Input((6,), batch_size=1)
-    sub = K.Model(inp, L.Subtract()([L.Dense(4)(inp), L.Dense(4)(inp)]))
-    sub = convert_ptq(sub, rng.normal(size=(20, 6)).astype(np.float32)).tflite
-    return {"mix": mix, "sub": sub}
+    unsupported = K.Model(inp, tf.math.squared_difference(L.Dense(4)(inp), L.Dense(4)(inp)))
+    unsupported = convert_ptq(unsupported, rng.normal(size=(20, 6)).astype(np.float32)).tflite
+    return {"mix": mix, "unsupported": unsupported}
 
 
 def op_names(model: bytes) -> list[str]:
@@ -241,13 +241,13 @@ def test_quantization_tflm_rejects_is_rejected(small_models):
 
 
 def test_unsupported_op_names_the_operator(small_models):
-    model = small_models["sub"]
-    assert op_names(model)[2] == "SUB"
+    model = small_models["unsupported"]
+    assert op_names(model)[2] == "SQUARED_DIFFERENCE"
     with pytest.raises(UnsupportedOpError) as info:
         Runner("builtin-host", model)
     err = info.value
-    assert (err.status, err.op_index, err.op_name) == ("MQ_ERR_UNSUPPORTED_OP", 2, "SUB")
-    assert "operator 2 (SUB)" in str(err)
+    assert (err.status, err.op_index, err.op_name) == ("MQ_ERR_UNSUPPORTED_OP", 2, "SQUARED_DIFFERENCE")
+    assert "operator 2 (SQUARED_DIFFERENCE)" in str(err)
 
 
 def test_truncated_models_are_rejected_with_an_error_code(shared_models):
@@ -367,15 +367,15 @@ def test_mq_run_under_sanitizers_matches_the_library(shared_models, tmp_path):
 
 def test_mq_run_error_line_and_fuzz_stream(small_models, shared_models, tmp_path):
     exe = host.build_host(sanitize=True).mq_run
-    (tmp_path / "sub.tflite").write_bytes(small_models["sub"])
+    (tmp_path / "sub.tflite").write_bytes(small_models["unsupported"])
     (tmp_path / "in.bin").write_bytes(bytes(6))
     proc = subprocess.run([exe, tmp_path / "sub.tflite", tmp_path / "in.bin", tmp_path / "out.bin"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1
-    assert proc.stdout.startswith("error MQ_ERR_UNSUPPORTED_OP op 2 SUB: ")
+    assert proc.stdout.startswith("error MQ_ERR_UNSUPPORTED_OP op 2 SQUARED_DIFFERENCE: ")
 
     kws = (shared_models / "kws_ref_model.tflite").read_bytes()
-    stream = [kws, kws[:100], b"", small_models["sub"]]
+    stream = [kws, kws[:100], b"", small_models["unsupported"]]
     data = b"".join(struct.pack("<I", len(m)) + m for m in stream)
     proc = subprocess.run([exe, "--fuzz"], input=data, capture_output=True, timeout=120)
     assert proc.returncode == 0, proc.stderr.decode()

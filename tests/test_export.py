@@ -151,18 +151,31 @@ def _patched(data: bytes, edit) -> bytes:
     return bytes(builder.Output())
 
 
-def test_unsupported_op_names_index_and_op(kws_bytes, tmp_path):
-    def to_transpose(model, fb):
+def _with_op(kws_bytes, name: str) -> bytes:
+    def edit(model, fb):
         # Operator code 2 is AVERAGE_POOL_2D, used by operator 9 only.
-        model.operatorCodes[2].builtinCode = fb.BuiltinOperator.TRANSPOSE
-        model.operatorCodes[2].deprecatedBuiltinCode = fb.BuiltinOperator.TRANSPOSE
+        model.operatorCodes[2].builtinCode = getattr(fb.BuiltinOperator, name)
+        model.operatorCodes[2].deprecatedBuiltinCode = getattr(fb.BuiltinOperator, name)
 
-    bad = _patched(kws_bytes, to_transpose)
+    return _patched(kws_bytes, edit)
+
+
+def test_unsupported_op_names_index_and_op(kws_bytes, tmp_path):
+    bad = _with_op(kws_bytes, "TILE")
     problems = check_model(bad, "builtin")
-    assert problems == ["operator 9 (TRANSPOSE): op TRANSPOSE is not supported by the 'builtin' backend"]
-    with pytest.raises(UnsupportedOpError, match=r"operator 9 \(TRANSPOSE\)"):
+    assert problems == ["operator 9 (TILE): op TILE is not supported by the 'builtin' backend; no mcuquant backend "
+                        "runs it: replace the layer that produces it"]
+    with pytest.raises(UnsupportedOpError, match=r"operator 9 \(TILE\)"):
         export_model(bad, tmp_path / "out")
     assert not (tmp_path / "out").exists()  # nothing emitted
+
+
+def test_op_of_the_other_backend_is_named_with_its_backend(kws_bytes, tmp_path):
+    """SUB runs on the builtin runtime, not (yet) in the tflm backend's resolver."""
+    model = _with_op(kws_bytes, "SUB")
+    assert check_model(model, "tflm") == ["operator 9 (SUB): op SUB is not supported by the 'tflm' backend; the "
+                                          "'builtin' backend runs it: export with `--backend builtin`"]
+    assert check_model(model, "builtin") == []
 
 
 def test_unsupported_fused_activation(kws_bytes):

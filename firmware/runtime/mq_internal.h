@@ -13,7 +13,8 @@
 #define MQ_ARENA_ALIGN 16u
 
 /* mq_tensor.reserved holds the tensor's is_variable flag (variable tensors live for the whole
- * run and are zeroed by mq_init, as TFLM resets them). */
+ * run and are reset by mq_init as TFLM resets them: int8 to the zero point, others to 0; operator
+ * modules read the flag to require state tensors, see ops/unidirectional_sequence_lstm.c). */
 
 /* Builtin code of custom operators (rejected). */
 #define MQ_OP_CUSTOM 32

@@ -172,7 +172,8 @@ mq_status mq_init_ex(mq_interpreter *it, const uint8_t *model, size_t model_len,
         mq_tensor *tensor = &it->tensors[t];
         if (tensor->is_constant || plan[t].last < 0) continue;
         tensor->data = activations + plan[t].offset;
-        if (tensor->reserved) memset(tensor->data, 0, tensor->bytes); /* variable tensor */
+        /* A variable tensor starts at zero, an int8 one at its zero point (TFLM's ResetVariableTensors). */
+        if (tensor->reserved) memset(tensor->data, tensor->type == MQ_INT8 ? tensor->zero_point : 0, tensor->bytes);
     }
     it->ready = 1;
     return MQ_OK;

@@ -24,7 +24,8 @@ enum { OPERATOR_OPCODE_INDEX = 0, OPERATOR_INPUTS = 1, OPERATOR_OUTPUTS = 2,
 enum {
     OPTIONS_CONV_2D = 1, OPTIONS_DEPTHWISE_CONV_2D = 2, OPTIONS_POOL_2D = 5,
     OPTIONS_FULLY_CONNECTED = 8, OPTIONS_SOFTMAX = 9, OPTIONS_CONCATENATION = 10, OPTIONS_ADD = 11,
-    OPTIONS_MUL = 21, OPTIONS_REDUCER = 27
+    OPTIONS_MUL = 21, OPTIONS_REDUCER = 27, OPTIONS_SUB = 28, OPTIONS_SQUEEZE = 30,
+    OPTIONS_STRIDED_SLICE = 32, OPTIONS_UNIDIRECTIONAL_SEQUENCE_LSTM = 71, OPTIONS_LEAKY_RELU = 75
 };
 
 #define TRY(expr)                              \
@@ -218,8 +219,16 @@ static uint8_t options_type_for(int32_t code)
     case MQ_OP_CONCATENATION: return OPTIONS_CONCATENATION;
     case MQ_OP_ADD: return OPTIONS_ADD;
     case MQ_OP_MUL: return OPTIONS_MUL;
-    case MQ_OP_MEAN: return OPTIONS_REDUCER;
-    default: return 0; /* RESHAPE reads the output tensor's shape, PAD has no options */
+    case MQ_OP_MEAN:
+    case MQ_OP_REDUCE_MAX: return OPTIONS_REDUCER;
+    case MQ_OP_SUB: return OPTIONS_SUB;
+    case MQ_OP_SQUEEZE: return OPTIONS_SQUEEZE;
+    case MQ_OP_STRIDED_SLICE: return OPTIONS_STRIDED_SLICE;
+    case MQ_OP_LEAKY_RELU: return OPTIONS_LEAKY_RELU;
+    case MQ_OP_UNIDIRECTIONAL_SEQUENCE_LSTM: return OPTIONS_UNIDIRECTIONAL_SEQUENCE_LSTM;
+    /* RESHAPE reads the output tensor's shape, PAD has no options, SPLIT / SPLIT_V take their
+     * split from the output shapes (num_splits is ignored, as by TFLM). */
+    default: return 0;
     }
 }
 
@@ -285,7 +294,30 @@ static mq_status read_options(const mq_fb *fb, const mq_fb_table *t, uint8_t typ
         TRY(get_bool(fb, t, 1, 1, &o->pot_scale_int16));
         break;
     case OPTIONS_MUL:
+    case OPTIONS_SUB:
         TRY(get_enum(fb, t, 0, &o->activation));
+        break;
+    case OPTIONS_SQUEEZE: {
+        mq_fb_vector dims;
+        TRY(mq_fb_vector_field(fb, t, 0, 4, &dims));
+        o->nsqueeze_dims = dims.len;
+        o->squeeze_dims = fb->buf + dims.pos;
+        break;
+    }
+    case OPTIONS_STRIDED_SLICE:
+        TRY(mq_fb_i32(fb, t, 0, 0, &o->begin_mask));
+        TRY(mq_fb_i32(fb, t, 1, 0, &o->end_mask));
+        TRY(mq_fb_i32(fb, t, 4, 0, &o->shrink_axis_mask));
+        break;
+    case OPTIONS_LEAKY_RELU:
+        TRY(mq_fb_f32(fb, t, 0, 0.0f, &o->alpha));
+        break;
+    case OPTIONS_UNIDIRECTIONAL_SEQUENCE_LSTM:
+        /* proj_clip (2) only applies to projection, which TFLM's integer kernel refuses;
+         * asymmetric_quantize_inputs (4) and diagonal_recurrent_tensors (5) are unused by it. */
+        TRY(get_enum(fb, t, 0, &o->activation));
+        TRY(mq_fb_f32(fb, t, 1, 0.0f, &o->cell_clip));
+        TRY(get_bool(fb, t, 3, 0, &o->time_major));
         break;
     case OPTIONS_REDUCER:
         TRY(get_bool(fb, t, 0, 0, &o->keep_dims));

@@ -78,8 +78,23 @@ const char *mq_op_name(int32_t builtin_code)
     case 28: return "TANH";
     case 34: return "PAD";
     case 40: return "MEAN";
+    case 44: return "UNIDIRECTIONAL_SEQUENCE_LSTM";
     case 114: return "QUANTIZE";
     case 117: return "HARD_SWISH";
+    case 37: return "BATCH_TO_SPACE_ND";
+    case 38: return "SPACE_TO_BATCH_ND";
+    case 39: return "TRANSPOSE";
+    case 41: return "SUB";
+    case 43: return "SQUEEZE";
+    case 45: return "STRIDED_SLICE";
+    case 49: return "SPLIT";
+    case 54: return "PRELU";
+    case 55: return "MAXIMUM";
+    case 57: return "MINIMUM";
+    case 70: return "EXPAND_DIMS";
+    case 82: return "REDUCE_MAX";
+    case 98: return "LEAKY_RELU";
+    case 102: return "SPLIT_V";
     case 32: return "CUSTOM";
     default: return "UNKNOWN";
     }

@@ -39,7 +39,22 @@ enum {
     MQ_OP_SOFTMAX = 25,
     MQ_OP_TANH = 28,
     MQ_OP_PAD = 34,
+    MQ_OP_BATCH_TO_SPACE_ND = 37,
+    MQ_OP_SPACE_TO_BATCH_ND = 38,
+    MQ_OP_TRANSPOSE = 39,
     MQ_OP_MEAN = 40,
+    MQ_OP_SUB = 41,
+    MQ_OP_SQUEEZE = 43,
+    MQ_OP_UNIDIRECTIONAL_SEQUENCE_LSTM = 44,
+    MQ_OP_STRIDED_SLICE = 45,
+    MQ_OP_SPLIT = 49,
+    MQ_OP_PRELU = 54,
+    MQ_OP_MAXIMUM = 55,
+    MQ_OP_MINIMUM = 57,
+    MQ_OP_EXPAND_DIMS = 70,
+    MQ_OP_REDUCE_MAX = 82,
+    MQ_OP_LEAKY_RELU = 98,
+    MQ_OP_SPLIT_V = 102,
     MQ_OP_QUANTIZE = 114,
     MQ_OP_HARD_SWISH = 117
 };
@@ -63,13 +78,19 @@ typedef struct mq_op_options {
     int32_t dilation_w, dilation_h; /* Conv2D, DepthwiseConv2D (default 1) */
     int32_t filter_w, filter_h; /* Pool2D */
     int32_t depth_multiplier;   /* DepthwiseConv2D */
-    int32_t activation;         /* fused_activation_function: Conv, DW, FC, Pool, Add, Mul, Concat */
+    int32_t activation;         /* fused_activation_function: Conv, DW, FC, Pool, Add, Sub, Mul, Concat */
     int32_t axis;               /* Concatenation */
-    int32_t keep_dims;          /* Reducer (MEAN) keep_dims, FullyConnected keep_num_dims */
+    int32_t keep_dims;          /* Reducer (MEAN, REDUCE_MAX) keep_dims, FullyConnected keep_num_dims */
+    int32_t begin_mask, end_mask, shrink_axis_mask; /* StridedSlice (TFLM ignores the other masks) */
+    uint32_t nsqueeze_dims;     /* Squeeze: squeeze_dims, nsqueeze_dims little-endian int32 in the model */
+    const uint8_t *squeeze_dims;
     int32_t weights_format;     /* FullyConnected: only DEFAULT (0) is supported */
     int32_t asymmetric_quantize_inputs; /* FullyConnected: hybrid models, unsupported */
     int32_t pot_scale_int16;    /* Add: ignored for int8 */
     float beta;                 /* Softmax */
+    float cell_clip;            /* UnidirectionalSequenceLSTM (activation: the cell gate's) */
+    int32_t time_major;         /* UnidirectionalSequenceLSTM */
+    float alpha;                /* LeakyRelu */
 } mq_op_options;
 
 typedef struct mq_op_ctx {
@@ -105,5 +126,20 @@ MQ_DECLARE_OP(pad)
 MQ_DECLARE_OP(mean)
 MQ_DECLARE_OP(quantize)
 MQ_DECLARE_OP(hard_swish)
+MQ_DECLARE_OP(unidirectional_sequence_lstm)
+MQ_DECLARE_OP(batch_to_space_nd)
+MQ_DECLARE_OP(space_to_batch_nd)
+MQ_DECLARE_OP(transpose)
+MQ_DECLARE_OP(sub)
+MQ_DECLARE_OP(squeeze)
+MQ_DECLARE_OP(strided_slice)
+MQ_DECLARE_OP(split)
+MQ_DECLARE_OP(prelu)
+MQ_DECLARE_OP(maximum)
+MQ_DECLARE_OP(minimum)
+MQ_DECLARE_OP(expand_dims)
+MQ_DECLARE_OP(reduce_max)
+MQ_DECLARE_OP(leaky_relu)
+MQ_DECLARE_OP(split_v)
 
 #endif /* MQ_OPS_H */

@@ -23,6 +23,21 @@ static const mq_kernel kernels[] = {
     MQ_KERNEL(MQ_OP_MEAN, mean),
     MQ_KERNEL(MQ_OP_QUANTIZE, quantize),
     MQ_KERNEL(MQ_OP_HARD_SWISH, hard_swish),
+    MQ_KERNEL(MQ_OP_BATCH_TO_SPACE_ND, batch_to_space_nd),
+    MQ_KERNEL(MQ_OP_SPACE_TO_BATCH_ND, space_to_batch_nd),
+    MQ_KERNEL(MQ_OP_TRANSPOSE, transpose),
+    MQ_KERNEL(MQ_OP_SUB, sub),
+    MQ_KERNEL(MQ_OP_SQUEEZE, squeeze),
+    MQ_KERNEL(MQ_OP_STRIDED_SLICE, strided_slice),
+    MQ_KERNEL(MQ_OP_SPLIT, split),
+    MQ_KERNEL(MQ_OP_PRELU, prelu),
+    MQ_KERNEL(MQ_OP_MAXIMUM, maximum),
+    MQ_KERNEL(MQ_OP_MINIMUM, minimum),
+    MQ_KERNEL(MQ_OP_EXPAND_DIMS, expand_dims),
+    MQ_KERNEL(MQ_OP_REDUCE_MAX, reduce_max),
+    MQ_KERNEL(MQ_OP_LEAKY_RELU, leaky_relu),
+    MQ_KERNEL(MQ_OP_SPLIT_V, split_v),
+    MQ_KERNEL(MQ_OP_UNIDIRECTIONAL_SEQUENCE_LSTM, unidirectional_sequence_lstm),
 };
 
 const mq_kernel *mq_find_kernel(int32_t code)

@@ -54,7 +54,7 @@ mq_status mq_plan_lifetimes(mq_interpreter *it, mq_plan_entry *plan, int preserv
         touch(e, 0);
     }
     for (uint32_t t = 0; t < it->ntensors; ++t) {
-        /* Variable tensors keep their value between invocations (zeroed by mq_init, as TFLM). */
+        /* Variable tensors keep their value between invocations (reset by mq_init, as TFLM). */
         if (it->tensors[t].reserved && !it->tensors[t].is_constant) {
             plan[t].writer = -1;
             touch(&plan[t], 0);

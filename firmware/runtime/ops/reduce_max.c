@@ -1,0 +1,100 @@
+/*
+ * REDUCE_MAX, int8 -> int8, over a constant int32 list of axes (negative axes count from the
+ * end, duplicates are ignored, an empty list copies), keep_dims or not. As TFLM: the input and
+ * output quantization must be identical (no requantization happens) and each output element is
+ * the largest raw value of its reduced sub-space. Output elements come in the row-major order of
+ * the kept dimensions, which is the layout TFLM writes whatever the output's stated shape.
+ */
+#include "mq_op_util.h"
+
+typedef struct reduce_params {
+    uint8_t reduced[MQ_MAX_DIMS]; /* 1 for every input dimension that is reduced */
+} reduce_params;
+
+static mq_status reduce_prepare(const mq_op_ctx *ctx, reduce_params *p)
+{
+    const mq_tensor *in, *axis, *out;
+    uint32_t i, kept = 1;
+    int32_t d;
+    mq_status s;
+
+    if (ctx->ninputs != 2 || ctx->noutputs != 1) return MQ_ERR_MALFORMED;
+    in = ctx->inputs[0];
+    axis = ctx->inputs[1];
+    out = ctx->outputs[0];
+    if (in == NULL || axis == NULL || out == NULL) return MQ_ERR_MALFORMED;
+    if ((s = mq_check_int8_activation(in)) != MQ_OK) return s;
+    if ((s = mq_check_int8_activation(out)) != MQ_OK) return s;
+    if ((double)in->scale != (double)out->scale || in->zero_point != out->zero_point) return MQ_ERR_QUANTIZATION;
+    if (axis->type != MQ_INT32) return MQ_ERR_UNSUPPORTED_TYPE;
+    /* The axes are read at check time: they must be model constants. */
+    if (!axis->is_constant || axis->data == NULL) return MQ_ERR_UNSUPPORTED_OPTION;
+
+    for (d = 0; d < MQ_MAX_DIMS; ++d) p->reduced[d] = 0;
+    /* A rank-0 input ignores its axes, as TFLM's ResolveAxis does. */
+    for (i = 0; in->ndims > 0 && i < mq_tensor_elements(axis); ++i) {
+        int32_t a = mq_load_i32(axis->data, i);
+        if (a < -(int32_t)in->ndims || a >= (int32_t)in->ndims) return MQ_ERR_SHAPE;
+        if (a < 0) a += in->ndims;
+        p->reduced[a] = 1;
+    }
+    for (d = 0; d < (int32_t)in->ndims; ++d) {
+        if (!p->reduced[d]) kept *= (uint32_t)in->dims[d];
+    }
+    return mq_tensor_elements(out) == kept ? MQ_OK : MQ_ERR_SHAPE;
+}
+
+mq_status mq_check_reduce_max(const mq_op_ctx *ctx)
+{
+    reduce_params p;
+    return reduce_prepare(ctx, &p);
+}
+
+mq_status mq_eval_reduce_max(const mq_op_ctx *ctx)
+{
+    const mq_tensor *in = ctx->inputs[0];
+    const int8_t *x = (const int8_t *)in->data;
+    int8_t *y = (int8_t *)ctx->outputs[0]->data;
+    const int32_t rank = in->ndims;
+    uint32_t stride[MQ_MAX_DIMS];
+    int32_t kept_idx[MQ_MAX_DIMS] = {0}, red_idx[MQ_MAX_DIMS];
+    uint32_t base = 0, out_i = 0;
+    int32_t d;
+    reduce_params p;
+    const mq_status s = reduce_prepare(ctx, &p);
+    if (s != MQ_OK) return s;
+
+    for (d = rank - 1; d >= 0; --d) stride[d] = d == rank - 1 ? 1u : stride[d + 1] * (uint32_t)in->dims[d + 1];
+    for (;;) {
+        /* The largest value of the reduced sub-space at `base` (odometer over reduced dimensions). */
+        int8_t best = MQ_INT8_MIN;
+        uint32_t off = base;
+        for (d = 0; d < rank; ++d) red_idx[d] = 0;
+        for (;;) {
+            if (x[off] > best) best = x[off];
+            for (d = rank - 1; d >= 0; --d) {
+                if (!p.reduced[d]) continue;
+                if (++red_idx[d] < in->dims[d]) {
+                    off += stride[d];
+                    break;
+                }
+                red_idx[d] = 0;
+                off -= stride[d] * (uint32_t)(in->dims[d] - 1);
+            }
+            if (d < 0) break;
+        }
+        y[out_i++] = best;
+
+        /* Next output element: odometer over the kept dimensions. */
+        for (d = rank - 1; d >= 0; --d) {
+            if (p.reduced[d]) continue;
+            if (++kept_idx[d] < in->dims[d]) {
+                base += stride[d];
+                break;
+            }
+            kept_idx[d] = 0;
+            base -= stride[d] * (uint32_t)(in->dims[d] - 1);
+        }
+        if (d < 0) return MQ_OK;
+    }
+}
