@@ -27,6 +27,7 @@ from mcuquant.config import DataConfig
 from mcuquant.errors import ConfigError, DatasetError, ModelError
 from mcuquant.graph import Graph, match_tensors
 from mcuquant.interpreters import Runner, dequantize, quantize
+from mcuquant.models import keras3
 from mcuquant.progress import progress_bar
 from mcuquant.tf_import import native_stderr_captured, tensorflow
 
@@ -53,6 +54,9 @@ def layer_errors(float_model, tflite: bytes, x: np.ndarray, *, representative: n
     """
     quantized = Runner("litert-ref", tflite, preserve_all=True)
     x = _checked_samples(float_model, quantized, x)[:max_samples]
+    translated = keras3.is_keras3(float_model) and not keras3.is_exported(float_model)
+    if translated:  # its tf-keras translation, checked on these samples, has the layer graph _KerasNames reads
+        float_model, _ = keras3.to_tf_keras(float_model, x)
     tensors = _quantized_activations(quantized.graph)
     reference = Runner("litert-ref", _float_tflite(float_model), preserve_all=True)
     names = _KerasNames(float_model)
@@ -72,11 +76,15 @@ def layer_errors(float_model, tflite: bytes, x: np.ndarray, *, representative: n
                 totals[t].add(dequantize(quantized.tensor(t), tensor), reference.tensor(f), tensor)
             advance()
 
+    # A model converted from Keras 3 has tensor names of Keras 3's own name scopes ("functional_1/conv2d_1/..."),
+    # which are not its layer names: its tensors are named after their float counterparts in the translation.
+    named_graph, named = (reference.graph, pairs) if translated else (quantized.graph, {t: t for t in pairs})
+    lookup = {quantized.graph.tensors[t].name: named_graph.tensors[named[t]].name for t in pairs}
     producer = quantized.graph.producer()
     rows = []
     for t in pairs:
         tensor, op = quantized.graph.tensors[t], producer.get(t)
-        layers = names.layers_of(quantized.graph, t)
+        layers = names.layers_of(named_graph, named[t])
         rows.append({"op_index": op.index if op else INPUT_OP_INDEX, "op": op.name if op else "INPUT",
                      "tensor": tensor.name, "keras_layers": layers,
                      "layer": "+".join(layers), "scale": tensor.scales[0], "zero_point": tensor.zero_points[0],
@@ -86,7 +94,7 @@ def layer_errors(float_model, tflite: bytes, x: np.ndarray, *, representative: n
     notes = []
     if representative is not None:
         method += "; local errors from tf.lite.experimental.QuantizationDebugger"
-        notes += _add_local_errors(rows, float_model, quantized.graph, representative, x, names)
+        notes += _add_local_errors(rows, float_model, quantized.graph, representative, x, names, lookup)
     rows.sort(key=lambda r: -r["rmse_over_scale"])
     unmatched = [quantized.graph.tensors[t].name for t in tensors if t not in pairs]
     return {"reference": REFERENCE, "samples": len(x), "rows": rows, "unmatched": unmatched,
@@ -106,7 +114,8 @@ def run_layers(model: str | Path, *, data: str | None, data_options: DataConfig 
                           "train split)")
     dataset = data_options.load(data)
     float_model = load_user_model(model)
-    check_model_fits_data(float_model, dataset.input_shape, dataset.num_classes)
+    dataset = dataset.for_model_input(tuple(float_model.input_shape[1:]))
+    check_model_fits_data(float_model, dataset)
     representative = draw(dataset.x_train, representative_samples, data_options.seed)
     if tflite is None:
         int8 = convert_ptq(float_model, representative, per_channel=per_channel).tflite
@@ -351,8 +360,9 @@ def _inbound_layers(layer, known: dict) -> list[str]:
 
 
 def _add_local_errors(rows: list[dict], float_model, graph: Graph, representative: np.ndarray,
-                      x: np.ndarray, names: _KerasNames) -> list[str]:
-    """Fill `local_rmse_over_scale` from TF's QuantizationDebugger; return notes on what did not apply."""
+                      x: np.ndarray, names: _KerasNames, lookup: dict[str, str]) -> list[str]:
+    """Fill `local_rmse_over_scale` from TF's QuantizationDebugger; return notes on what did not apply.
+    `lookup`: the name each row's tensor is known by in `float_model`'s conversions."""
     if graph.tensors[graph.inputs[0]].dtype == "int16" or any(
             graph.tensors[t].dtype == "int16" for t in graph.activations()):
         return ["no local errors: the QuantizationDebugger quantizes to int8, the model has int16 activations"]
@@ -363,8 +373,9 @@ def _add_local_errors(rows: list[dict], float_model, graph: Graph, representativ
     by_layers = _unique(list(statistics.values()), lambda s: tuple(names.layers_in_name(s["tensor_name"])))
     different = missing = 0
     for row in rows:
-        s = (statistics.get(row["tensor"]) or statistics.get(_without_trailing_digit(row["tensor"]))
-             or by_layers.get(tuple(names.layers_in_name(row["tensor"]))))  # QAT: "quant_conv2d/..."
+        name = lookup[row["tensor"]]
+        s = (statistics.get(name) or statistics.get(_without_trailing_digit(name))
+             or by_layers.get(tuple(names.layers_in_name(name))))  # QAT: "quant_conv2d/..."
         if s is None:
             missing += row["op"] != "INPUT"  # the debugger measures op outputs only
             continue

@@ -7,7 +7,9 @@ never flattered by calibration on the same samples.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import warnings
 from dataclasses import dataclass, field
 
@@ -71,7 +73,8 @@ def _convert(model, representative: np.ndarray | None, *, int16x8: bool = False,
                 yield [x[None, ...]]
         converter.representative_dataset = samples
     try:
-        with warnings.catch_warnings(), native_stderr_captured():
+        # A Keras 3 model is exported to a SavedModel first, which prints "Saved artifact at ..."
+        with warnings.catch_warnings(), native_stderr_captured(), contextlib.redirect_stdout(io.StringIO()):
             # "Statistics for quantized inputs were expected": int8 I/O is what we ask for
             warnings.simplefilter("ignore", UserWarning)
             return bytes(converter.convert())

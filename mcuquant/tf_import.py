@@ -1,4 +1,4 @@
-"""The one place that imports TensorFlow, tf-keras and tfmot.
+"""The one place that imports TensorFlow, tf-keras, Keras 3 and tfmot.
 
 tfmot 0.8 works only with tf-keras ("legacy" Keras 2), which TensorFlow selects when
 TF_USE_LEGACY_KERAS=1 is set before its first import. Modules call these functions instead of
@@ -56,6 +56,22 @@ def keras():
     import tf_keras
 
     return tf_keras
+
+
+def keras3():
+    """Keras 3 (the `keras` package), for models saved by it; `tf.keras` stays tf-keras."""
+    tensorflow()
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    if "keras" not in sys.modules:
+        with native_stderr_captured():
+            import keras  # noqa: F401
+    k = sys.modules["keras"]
+    if not k.__version__.startswith("3.") or k.backend.backend() != "tensorflow":
+        from mcuquant.errors import ConfigError
+
+        raise ConfigError(f"Keras 3 models need the `keras` 3 package on the TensorFlow backend; found keras "
+                          f"{k.__version__} on {k.backend.backend()} (set KERAS_BACKEND=tensorflow)")
+    return k
 
 
 def tfmot():

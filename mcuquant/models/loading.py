@@ -53,15 +53,35 @@ def ends_in_softmax(model) -> bool:
     return getattr(activation, "__name__", "") == "softmax"
 
 
-def check_model_fits_data(model, input_shape: tuple[int, ...], num_classes: int | None) -> None:
-    """Fail before training when the model cannot take the data or predict its labels."""
+def check_model_fits_data(model, data, num_classes: int | None = None) -> None:
+    """Fail before training when the model cannot take the data or predict its targets.
+
+    ``data`` is a Dataset (its task decides what the output must be: one score per class, one value
+    per regression target, or the input's shape for an anomaly autoencoder), or just a sample shape
+    with ``num_classes`` (None: any output).
+    """
+    import math
+
+    input_shape, task, outputs = (data, None, 1) if isinstance(data, tuple) else \
+        (data.input_shape, data.task, data.outputs)
+    if task == "classification":
+        num_classes = data.num_classes
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise ModelError(f"model '{model.name}' has {len(model.inputs)} inputs and {len(model.outputs)} outputs; "
                          "mcuquant evaluates models with one input and one output")
     expected = tuple(model.input_shape[1:])
     if len(expected) != len(input_shape) or any(e is not None and e != d for e, d in zip(expected, input_shape)):
         raise ModelError(f"model '{model.name}' takes samples of shape {expected} but the data has {input_shape}; "
-                         "resize the data (e.g. [data] image_size) or use a model built for it")
-    out = model.output_shape[-1]
+                         "give data of that shape (image folders: [data] image_size resizes) or use a model built "
+                         "for it")
+    out_shape = tuple(model.output_shape[1:])
+    out = out_shape[-1] if out_shape else 1
     if num_classes is not None and out != num_classes:
         raise ModelError(f"model '{model.name}' has {out} outputs but the data has {num_classes} classes")
+    if task == "regression" and math.prod(out_shape) != outputs:
+        raise ModelError(f"model '{model.name}' outputs {math.prod(out_shape)} values per sample but the data has "
+                         f"{outputs} regression target{'s' if outputs > 1 else ''} per sample")
+    if task == "anomaly" and math.prod(out_shape) != math.prod(input_shape):
+        raise ModelError(f"model '{model.name}' outputs {out_shape} per sample; an anomaly autoencoder must reproduce "
+                         f"its input {input_shape} (anomaly score = reconstruction error): use zoo:autoencoder or a "
+                         "model whose output has the input's size")

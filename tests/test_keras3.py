@@ -1,0 +1,302 @@
+"""Models saved by Keras 3 (the `keras` package, not tf-keras) through every command.
+
+A functional CNN with BatchNormalization, DepthwiseConv2D, a residual Add and
+GlobalAveragePooling2D is built and trained briefly in Keras 3 on digits, saved as .keras, .h5
+and exported as a SavedModel; `mcuquant compare` and then `mcuquant validate --board
+qemu-nano33` (marked ``qemu``) run on the .keras and the .h5. The tf-keras translation that
+makes QAT possible is checked against real Keras 3 outputs, for several layer kinds, and a
+layer it cannot translate is named.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from test_cli import assert_one_error_line, run
+
+from mcuquant.errors import ModelError
+from mcuquant.models import keras3 as k3
+from mcuquant.models import load_user_model
+from mcuquant.tf_import import keras, keras3
+
+SPLIT = "0.6,0.3,0.1"  # 180 test samples: every rung, the translation check and QEMU run on them
+HOST_RUNGS = ["keras-float", "keras-qat"] + [f"{v}/{r}" for v in ("ptq", "qat")
+                                             for r in ("litert", "litert-ref", "tflm-host", "builtin-host")]
+
+
+def _residual_cnn(k):
+    L = k.layers
+    inputs = k.Input((8, 8, 1), name="pixels")
+    x = L.Conv2D(16, 3, padding="same", use_bias=False)(inputs)
+    x = L.BatchNormalization()(x)
+    x = L.ReLU()(x)
+    y = L.DepthwiseConv2D(3, padding="same")(x)
+    y = L.BatchNormalization()(y)
+    y = L.Activation("relu")(y)
+    x = L.Add()([x, y])
+    x = L.GlobalAveragePooling2D()(x)
+    return k.Model(inputs, L.Dense(10, activation="softmax")(x), name="k3_residual_cnn")
+
+
+@pytest.fixture(scope="module")
+def k3_files(digits, tmp_path_factory):
+    """The Keras 3 CNN trained 8 epochs on the digits train split: the model and its saved files."""
+    k = keras3()
+    k.utils.set_random_seed(0)
+    model = _residual_cnn(k)
+    model.compile(k.optimizers.Adam(0.01), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(digits.x_train, digits.y_train, epochs=8, batch_size=32, verbose=0)
+    folder = tmp_path_factory.mktemp("k3")
+    files = {"model": model, "keras": folder / "cnn.keras", "h5": folder / "cnn.h5", "export": folder / "exported"}
+    k3.save_model(model, files["keras"])
+    k3.save_model(model, files["h5"])
+    model.export(str(files["export"]), verbose=False)
+    return files
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading: which Keras wrote the file
+
+
+def test_keras3_files_load_with_keras3_and_predict_as_saved(k3_files, digits):
+    expected = k3_files["model"].predict(digits.x_test, verbose=0)
+    for kind in ("keras", "h5", "export"):
+        assert k3.saved_by_keras3(k3_files[kind]), kind
+        model = load_user_model(k3_files[kind])
+        assert k3.is_keras3(model) and k3.is_exported(model) == (kind == "export")
+        assert model.input_shape == (None, 8, 8, 1) and model.output_shape == (None, 10)
+        np.testing.assert_allclose(model.predict(digits.x_test, verbose=0), expected, rtol=0, atol=1e-6)
+
+
+def test_tf_keras_files_still_load_with_tf_keras(tmp_path, digits):
+    tfk = keras()
+    model = tfk.Sequential([tfk.Input((8, 8, 1)), tfk.layers.Flatten(), tfk.layers.Dense(10, activation="softmax")])
+    expected = model.predict(digits.x_test, verbose=0)
+    for name in ("m.h5", "m.keras", "saved"):
+        path = tmp_path / name
+        if name.endswith(".h5"):
+            with pytest.warns(UserWarning, match="HDF5 file"):
+                model.save(path)
+        else:
+            model.save(path)
+        assert not k3.saved_by_keras3(path), name
+        loaded = load_user_model(path)
+        assert type(loaded).__module__.startswith("tf_keras.")
+        np.testing.assert_array_equal(loaded.predict(digits.x_test, verbose=0), expected)
+
+
+def test_a_file_that_is_no_model_is_still_one_clear_error(tmp_path):
+    path = tmp_path / "broken.keras"
+    path.write_bytes(b"not a zip")
+    with pytest.raises(ModelError, match="could not load Keras model"):
+        load_user_model(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Translation to tf-keras
+
+
+def test_functional_translation_computes_the_same_outputs(k3_files, digits):
+    model = load_user_model(k3_files["keras"])
+    translated, record = k3.to_tf_keras(model, digits.x_test)
+    assert type(translated).__module__.startswith("tf_keras.")
+    assert [(l.name, type(l).__name__) for l in translated.layers] == [(l.name, type(l).__name__) for l in model.layers]
+    assert record["passed"] and record["samples"] == len(digits.x_test) and record["layers"] == len(model.layers)
+    assert record["from"].startswith("keras 3.") and record["to"].startswith("tf-keras 2.")
+    # Tolerance: 1e-4 of the output range; the softmax outputs span almost [0, 1].
+    assert 0.5e-4 < record["tolerance"] <= 1e-4
+    assert record["max_abs_difference"] <= record["tolerance"]
+    # BN moving statistics are weights too: Keras 3 trained them, the translation holds them.
+    bn = [l for l in translated.layers if type(l).__name__ == "BatchNormalization"][0]
+    assert not np.allclose(bn.moving_variance.numpy(), 1.0)
+
+
+def test_the_check_fails_when_a_weight_differs(k3_files, digits):
+    """The check is not vacuous: one weight changed by 1% of its size is caught."""
+    model = load_user_model(k3_files["keras"])
+    translated = k3.translate(model)
+    dense = translated.get_layer("dense")
+    kernel, bias = dense.get_weights()
+    kernel[0, 0] += 0.01 * np.abs(kernel).max()
+    dense.set_weights([kernel, bias])
+    record = k3.check_translation(model, translated, digits.x_test)
+    assert not record["passed"] and record["max_abs_difference"] > record["tolerance"]
+
+
+def _random_weights(model, seed=0):
+    """Weights away from their initial values (BN variances positive), so a mis-copied one shows."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        layer.set_weights([np.abs(w) + 0.5 if "variance" in v.path else rng.normal(0, 0.3, w.shape).astype(w.dtype)
+                           for v, w in zip(layer.weights, layer.get_weights())])
+    return model
+
+
+@pytest.mark.parametrize("name", ["sequence", "image_sequential", "dense_branches"])
+def test_translation_of_layer_kinds(name):
+    k = keras3()
+    L = k.layers
+    k.utils.set_random_seed(1)
+    if name == "sequence":  # what a Conv1D/LSTM accelerometer model uses
+        model = k.Sequential([k.Input((20, 3)), L.Conv1D(8, 3, activation="relu"), L.MaxPooling1D(2),
+                              L.LSTM(6, return_sequences=True), L.GlobalAveragePooling1D(), L.Dropout(0.3),
+                              L.Dense(4, activation="softmax")], name=name)
+        x = np.random.default_rng(0).normal(size=(64, 20, 3)).astype(np.float32)
+    elif name == "image_sequential":
+        model = k.Sequential([k.Input((8, 8, 2)), L.Conv2D(4, 3, padding="same"), L.BatchNormalization(),
+                              L.LeakyReLU(negative_slope=0.1), L.AveragePooling2D(2), L.SeparableConv2D(6, 2),
+                              L.Flatten(), L.Dense(5), L.Softmax()], name=name)
+        x = np.random.default_rng(0).random((64, 8, 8, 2)).astype(np.float32)
+    else:  # functional with a shared input, Reshape, Concatenate and a linear output
+        inputs = k.Input((12,))
+        a = L.Dense(8, activation="tanh")(inputs)
+        b = L.Reshape((3, 4))(inputs)
+        b = L.Flatten()(L.Conv1D(2, 2, activation="sigmoid")(b))
+        x_ = L.Concatenate()([a, b])
+        model = k.Model(inputs, L.Dense(3)(L.ReLU(max_value=6.0)(x_)), name=name)
+        x = np.random.default_rng(0).normal(size=(64, 12)).astype(np.float32)
+    _random_weights(model)
+    translated, record = k3.to_tf_keras(model, x)
+    assert record["passed"] and record["max_abs_difference"] <= record["tolerance"]
+    assert [type(l).__name__ for l in translated.layers if type(l).__name__ != "InputLayer"] == \
+           [type(l).__name__ for l in model.layers if type(l).__name__ != "InputLayer"]
+    # Outputs this far from the initial ones: the weights were copied, not re-initialized.
+    fresh = k3.translate(k.models.clone_model(model))
+    assert np.abs(fresh.predict(x, verbose=0) - translated.predict(x, verbose=0)).max() > 100 * record["tolerance"]
+
+
+def test_a_layer_that_cannot_be_translated_is_named():
+    k = keras3()
+
+    class Doubling(k.layers.Layer):
+        def call(self, x):
+            return 2.0 * x
+
+    inputs = k.Input((4,))
+    model = k.Model(inputs, k.layers.Dense(2)(Doubling(name="times_two")(inputs)))
+    with pytest.raises(ModelError) as err:
+        k3.translate(model)
+    message = str(err.value)
+    for fragment in ("'times_two'", "(Doubling)", "not a built-in Keras layer", "re-save the model with tf-keras",
+                     "replace the layer"):
+        assert fragment in message
+
+    # A built-in layer tf-keras does not have, and a Keras 3 option tf-keras lacks.
+    model = k.Sequential([k.Input((4,)), k.layers.RMSNormalization(name="rms")])
+    with pytest.raises(ModelError, match=r"'rms' \(RMSNormalization\).*tf-keras has no RMSNormalization layer"):
+        k3.translate(model)
+    model = k.Sequential([k.Input((4,)), k.layers.Dense(3, lora_rank=2, name="adapted")])
+    with pytest.raises(ModelError, match=r"'adapted' \(Dense\).*lora_rank=2 has no tf-keras equivalent"):
+        k3.translate(model)
+
+
+def test_an_exported_savedmodel_runs_and_converts_but_cannot_be_translated(k3_files, digits):
+    """model.export() keeps a traced graph: the float rung and PTQ work, QAT needs the .keras/.h5."""
+    from mcuquant.interpreters import Runner, quantize
+    from mcuquant.quantize import convert_ptq, representative_samples
+
+    model = load_user_model(k3_files["export"])
+    conv = convert_ptq(model, representative_samples(digits.x_train, 100, seed=0))
+    summary = conv.summary()
+    assert summary["input"]["dtype"] == summary["output"]["dtype"] == "int8" and summary["per_channel_weights"]
+    runner = Runner("tflm-host", conv.tflite)
+    int8 = np.argmax(runner.run(quantize(digits.x_test, runner.input), progress=False), axis=1)
+    float_ = np.argmax(model.predict(digits.x_test, verbose=0), axis=1)
+    assert (int8 == float_).mean() > 0.9  # the same network, int8
+    with pytest.raises(ModelError, match=r"exported SavedModel.*cannot be rebuilt in tf-keras for QAT.*\.keras or \.h5"):
+        k3.translate(model)
+
+
+def test_per_channel_switch_applies_to_keras3_models(k3_files, digits):
+    from mcuquant.quantize import convert_ptq, representative_samples
+
+    model = load_user_model(k3_files["h5"])
+    conv = convert_ptq(model, representative_samples(digits.x_train, 50, seed=0), per_channel=False)
+    assert not conv.summary()["per_channel_weights"]
+
+
+# ---------------------------------------------------------------------------------------------
+# The commands
+
+
+def test_layers_names_keras3_tensors_after_the_model_layers(k3_files):
+    """Keras 3 converts with its own name scopes ("functional_1/conv2d_1/..."); rows still name the
+    model's layers, and the debugger's local errors are found."""
+    from mcuquant.layers import run_layers
+
+    result = run_layers(k3_files["keras"], data="builtin:digits", samples=50, representative_samples=100,
+                        progress=False)
+    names = {l.name for l in k3_files["model"].layers}
+    by_op = {r["op"]: r for r in result["rows"]}
+    assert by_op["CONV_2D"]["keras_layers"] == ["conv2d", "batch_normalization", "re_lu"]
+    assert by_op["ADD"]["keras_layers"] == ["add"]
+    assert all(set(r["keras_layers"]) <= names for r in result["rows"])
+    assert all(r["local_rmse_over_scale"] is not None for r in result["rows"] if r["op"] != "INPUT")
+
+
+def test_qat_weights_are_copied_into_the_translation(k3_files, digits):
+    """explain copies the QAT model's weights into "the float model": for a Keras 3 model that is its
+    tf-keras translation, the model QAT was made from."""
+    from mcuquant.diff import copy_qat_weights
+    from mcuquant.tf_import import tfmot
+
+    model = load_user_model(k3_files["keras"])
+    qat = tfmot().quantization.keras.quantize_model(k3.translate(model))
+    qat.get_layer("quant_dense").weights[0].assign(np.full((16, 10), 0.25, np.float32))  # as if QAT had trained it
+    clone = copy_qat_weights(qat, model)
+    assert type(clone).__module__.startswith("tf_keras.")
+    np.testing.assert_array_equal(clone.get_layer("dense").get_weights()[0], 0.25)
+    np.testing.assert_array_equal(clone.get_layer("conv2d").get_weights()[0], model.get_layer("conv2d").get_weights()[0])
+
+
+def test_compare_refuses_an_exported_savedmodel_in_one_line(k3_files, capsys, tmp_path):
+    rc, _, err = run(["compare", "--model", str(k3_files["export"]), "--data", "builtin:digits",
+                      "--out", str(tmp_path / "w"), "--quiet"], capsys)
+    assert rc == 2
+    assert_one_error_line(err, "exported SavedModel", "Give the .keras or .h5 file", "mcuquant layers")
+
+
+@pytest.fixture(scope="module", params=["keras", "h5"])
+def compared(request, k3_files, tmp_path_factory):
+    """`mcuquant compare` on the Keras 3 .keras / .h5 file: (work folder, report)."""
+    from mcuquant.cli import main
+
+    work = tmp_path_factory.mktemp(f"compare-{request.param}")
+    rc = main(["compare", "--model", str(k3_files[request.param]), "--data", "builtin:digits", "--split", SPLIT,
+               "--out", str(work), "--qat-epochs", "1", "--rep-samples", "100", "--quiet"])
+    assert rc == 0
+    return work, json.loads((work / "report.json").read_text())
+
+
+def test_compare_runs_every_host_rung_with_the_translation_check(compared, k3_files):
+    from mcuquant.data import load_dataset
+
+    work, report = compared
+    digits = load_dataset("builtin:digits", split=tuple(float(f) for f in SPLIT.split(",")))
+    assert [r["id"] for r in report["rungs"]] == HOST_RUNGS
+    translation = report["model"]["translation"]
+    assert translation["passed"] and translation["samples"] == len(digits.x_test) == report["dataset"]["n_test"]
+    assert translation["layers"] == len(k3_files["model"].layers)
+    assert 0 <= translation["max_abs_difference"] <= translation["tolerance"]
+    # keras-float is the Keras 3 model itself.
+    rungs = {r["id"]: r for r in report["rungs"]}
+    float_errors = np.mean(np.argmax(k3_files["model"].predict(digits.x_test, verbose=0), axis=1) != digits.y_test)
+    assert rungs["keras-float"]["error_rate"] == pytest.approx(float_errors)
+    assert report["conversions"]["ptq"]["input"]["dtype"] == "int8"
+    assert (work / "float.keras").is_file()
+
+
+@pytest.mark.qemu
+def test_validate_on_qemu_is_byte_identical(compared, pio_core, capsys):
+    work, _ = compared
+    rc, _, err = run(["validate", "--board", "qemu-nano33", "--model", str(work), "--quiet"], capsys)
+    assert rc == 0, err
+    report = json.loads((work / "report.json").read_text())
+    ids = [r["id"] for r in report["rungs"]]
+    assert set(HOST_RUNGS + ["ptq/device", "qat/device"]) <= set(ids)
+    for rung in (r for r in report["rungs"] if r["id"].endswith("/device")):
+        assert rung["bit_exact_rate"] == 1.0 and rung["n"] == report["dataset"]["n_test"]
+    assert report["model"]["translation"]["passed"]
