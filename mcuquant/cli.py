@@ -15,13 +15,17 @@ from mcuquant.errors import McuquantError
 
 # CLI flag -> config key; every key of mcuquant.toml that a user commonly changes has a flag.
 CONFIG_FLAGS = {
-    "--model": ("model.source", "zoo:mlp|zoo:cnn|zoo:dscnn|zoo:resnet8 or a .keras/.h5/SavedModel path"),
+    "--model": ("model.source", "zoo:mlp|cnn|dscnn|resnet8 (images, features), zoo:conv1d|lstm (sequences), "
+                                "zoo:autoencoder (anomaly) or a .keras/.h5/SavedModel path (tf-keras or Keras 3)"),
     "--width": ("model.width", "zoo models: channel multiplier"),
-    "--data": ("data.source", "builtin:digits, a .npz (x, y), a .csv or a folder of class folders"),
+    "--data": ("data.source", "builtin:digits|digits-anomaly|basicmotions|gunpoint, a .npz (x, y), a .csv or a "
+                              "folder of class folders"),
     "--split": ("data.split", "train,val,test fractions, e.g. 0.6,0.2,0.2"),
     "--seed": ("data.seed", "seed of the data split and representative set"),
     "--normalize": ("data.normalize", "minmax | standard | none (computed on the train split)"),
-    "--task": ("data.task", "auto | classification | regression"),
+    "--task": ("data.task", "auto | classification | regression | anomaly"),
+    "--normal-classes": ("data.normal_classes", "anomaly task: the classes taken as normal, e.g. 0 or 0,1 (default: "
+                                                "the first class)"),
     "--label-column": ("data.label_column", "CSV label column: index or header name (default: last)"),
     "--image-size": ("data.image_size", "image folders: resize to HEIGHT,WIDTH"),
     "--epochs": ("training.epochs", "float training epochs (default 30 for zoo models, 0 for your own)"),

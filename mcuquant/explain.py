@@ -67,7 +67,7 @@ def run_explain(cfg: Config, out_dir: str | Path, *, board: str | None = "qemu-n
     qat_weights = copy_qat_weights(prep.qat_model, prep.float_model)  # the float model holding QAT's weights
     explain = {
         "weights_copied": weights_copied_scenario(prep, qat_weights),
-        "sample_size": sample_size_entries(report, gap_points),
+        "sample_size": sample_size_entries(report, gap_points, prep.out),
         "calibration": calibration_scenario(prep),
         "device": device_scenario(report, prep.out) if board is not None else None,
         "layers": layer_scenario(prep, qat_weights, progress=progress),
@@ -107,37 +107,19 @@ B_PAIRS = (("keras-float", f"ptq/{ORACLE}"), ("keras-float", f"qat/{ORACLE}"), (
            ("keras-float", "keras-qat"))
 
 
-def sample_size_entry(comparison: dict, gap_points: float) -> dict:
-    """How many test samples McNemar's test needs (alpha 0.05, power 0.8) to resolve the observed gap
-    and a gap of ``gap_points``, with the discordance this test split measured (or the minimal one).
-    """
-    n = comparison["n"]
-    ea, eb = comparison["error_rate_a"], comparison["error_rate_b"]
-    discordant = (comparison["a_only_correct"] + comparison["b_only_correct"]) / n
-    entry = {"a": comparison["a"], "b": comparison["b"], "n": n, "error_rate_a": ea, "error_rate_b": eb,
-             "gap_points": 100 * (eb - ea), "discordant_rate": discordant, "mcnemar_p": comparison["mcnemar_p"],
-             "distinguishable": comparison["mcnemar_p"] < 0.05}
-    # From the discordant counts themselves: no rounding can put the gap above the discordance.
-    a_only, b_only = comparison["a_only_correct"] / n, comparison["b_only_correct"] / n
-    entry["samples_needed"] = stats.mcnemar_sample_size(a_only, b_only) if a_only != b_only else None
-    # The given gap: around the better rung's error rate, with the measured discordance when it can
-    # hold such a gap, else the smallest discordance that can (every discordant sample one way).
-    gap = gap_points / 100
-    base = min(ea, eb)
-    d = min(max(discordant, gap), min(2 * base + gap, 2.0 - 2 * base - gap))
-    entry["given_gap_points"] = gap_points
-    entry["given_gap_discordant_rate"] = d
-    entry["samples_needed_for_given_gap"] = (stats.mcnemar_sample_size((d + gap) / 2, (d - gap) / 2)
-                                             if base + gap <= 1 else None)  # no error rate above 100%
-    return entry
+def sample_size_entries(report: dict, gap_points: float, work: Path) -> list[dict]:
+    """How many test samples each pair of finding (b) needs to be told apart, as the task's test says
+    (classification: McNemar, Connor 1987; anomaly: paired DeLong, Obuchowski & McClish 1997)."""
+    from mcuquant.data import Dataset
+    from mcuquant.ladder import RUNGS_FILE, load_rungs
 
-
-def sample_size_entries(report: dict, gap_points: float) -> list[dict]:
-    """Sample sizes of McNemar's test: classification only (other tasks' tests have other power)."""
-    if not get_task(report["task"]).has_classes:
-        return []
+    task = get_task(report["task"])
+    predictions = {r.id: r.predictions for r in load_rungs(work / RUNGS_FILE)}
+    y = Dataset.load(work / "dataset.npz").y_test
     by_pair = {(c["a"], c["b"]): c for c in report["comparisons"]}
-    return [sample_size_entry(by_pair[p], gap_points) for p in B_PAIRS if p in by_pair]
+    entries = [task.sample_size(by_pair[(a, b)], predictions[a], predictions[b], y, gap_points)
+               for a, b in B_PAIRS if (a, b) in by_pair]
+    return [e for e in entries if e is not None]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -354,7 +336,7 @@ def finding_b(report: dict, explain: dict) -> list[str]:
             text += (f"; a gap this size would need about {e['samples_needed']:,} test samples to resolve "
                      "(alpha 0.05, power 0.8, with the discordance measured here)")
         sentences.append(text + ".")
-    if explain["sample_size"] and explain["sample_size"][0]["samples_needed_for_given_gap"]:
+    if explain["sample_size"] and explain["sample_size"][0].get("samples_needed_for_given_gap"):
         e = explain["sample_size"][0]
         measured = e["discordant_rate"] >= e["given_gap_points"] / 100
         sentences.append(f"Resolving a {e['given_gap_points']:g}-point gap between {e['a']} and {e['b']} needs about "

@@ -27,7 +27,7 @@ from mcuquant.config import Config
 from mcuquant.data import Dataset
 from mcuquant.errors import ModelError
 from mcuquant.interpreters import RUNTIMES, Runner, agreement, dequantize, quantize
-from mcuquant.models import check_model_source, keras3
+from mcuquant.models import check_model_fits_data, check_model_source, keras3
 from mcuquant.progress import console
 from mcuquant.tasks import get_task
 
@@ -64,11 +64,12 @@ def comparison_pairs(ids: list[str]) -> list[tuple[str, str, str]]:
 
 
 def _build_model(cfg: Config, data: Dataset):
-    from mcuquant.models import build_zoo_model, check_model_fits_data, load_user_model
+    from mcuquant.models import build_zoo_model, load_user_model
 
     source = cfg.model.source
     if source.startswith("zoo:"):
-        model = build_zoo_model(source[4:], data.input_shape, data.num_classes, width=cfg.model.width)
+        model = build_zoo_model(source[4:], data.input_shape, data.num_classes, width=cfg.model.width,
+                                task=data.task, outputs=data.outputs)
         epochs = FLOAT_EPOCHS_FOR_ZOO if cfg.training.epochs is None else cfg.training.epochs
         if epochs == 0:
             raise ModelError("a zoo model with training.epochs = 0 would be evaluated untrained; give epochs >= 1")
@@ -85,7 +86,6 @@ def _build_model(cfg: Config, data: Dataset):
             if epochs:
                 raise ModelError(f"{source} was saved by Keras 3, which mcuquant evaluates as saved: set "
                                  "training.epochs = 0 (the default for your own model) and train it in Keras 3 before")
-    check_model_fits_data(model, data.input_shape, data.num_classes)
     return model, epochs
 
 
@@ -145,12 +145,14 @@ def prepare(cfg: Config, out_dir: str | Path, *, progress: bool = True, data: Da
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     data = cfg.data.load() if data is None else data
-    data.save(out / "dataset.npz")
     console.print(f"data: {data.name}: {len(data.x_train)} train / {len(data.x_val)} val / {len(data.x_test)} test, "
                   f"samples {data.input_shape}, task {data.task}")
 
     set_seeds(cfg.training.seed)  # before building: the initial weights come from it
     model, epochs = _build_model(cfg, data)
+    data = data.for_model_input(tuple(model.input_shape[1:]))  # e.g. (8, 8) images for a model taking (8, 8, 1)
+    check_model_fits_data(model, data)
+    data.save(out / "dataset.npz")
     translation = None
     if keras3.is_keras3(model):  # the float rung and PTQ use it as it is, QAT its verified tf-keras translation
         history = {"epochs_run": 0}
@@ -161,7 +163,7 @@ def prepare(cfg: Config, out_dir: str | Path, *, progress: bool = True, data: Da
     else:
         history = train_float(model, data, cfg.training, epochs, progress=progress)
         qat_base = model
-    model.save(out / "float.keras")
+    keras3.save_model(model, out / "float.keras")
     qat_model, qat_history = quantization_aware(qat_base, data, cfg.training, progress=progress)
 
     representative = representative_samples(data.x_train, cfg.quantization.representative_samples, cfg.data.seed)

@@ -54,36 +54,30 @@ def _rc():
     return matplotlib.rc_context({"text.parse_math": False, "font.size": 9, "axes.titlesize": 10})
 
 
-def ladder_png(rungs: list[dict], regression: bool = False) -> bytes:
+def ladder_png(values: list[tuple[str, float, float, float]], *, label: str, title: str) -> bytes:
     """Each rung's metric with its 95% interval as error bars, rungs in ladder order.
 
-    Classification: error rate in percent with the Wilson interval. Regression: MAE with its
-    interval (``mae_ci95``, or ``ci95``). Rungs without the metric (unlabelled device runs) are
-    left out by the caller.
+    ``values``: (rung id, value, interval low, interval high) in the unit of ``label``, as the task
+    kind gives them (mcuquant.tasks: error rate in percent, MAE, ROC AUC). Rungs without the metric
+    (unlabelled device runs) are left out by the caller.
     """
     import math
 
     with _rc():
-        figure = _new_figure(max(5.0, 0.75 * len(rungs) + 1.5), 3.6)
+        figure = _new_figure(max(5.0, 0.75 * len(values) + 1.5), 3.6)
         axes = figure.add_subplot()
-        for position, rung in enumerate(rungs):
-            if regression:
-                value = rung["mae"]
-                lo, hi = rung.get("mae_ci95") or rung.get("ci95") or (math.nan, math.nan)
-            else:
-                value = 100.0 * rung["error_rate"]
-                lo, hi = (100.0 * b for b in rung["ci95"])
+        for position, (rung_id, value, lo, hi) in enumerate(values):
             below, above = value - lo, hi - value
             bars = None if math.isnan(below) or math.isnan(above) else [[max(below, 0.0)], [max(above, 0.0)]]
-            colour = FAMILY_COLOURS.get(_family(rung["id"]), OTHER_COLOUR)
+            colour = FAMILY_COLOURS.get(_family(rung_id), OTHER_COLOUR)
             axes.errorbar([position], [value], yerr=bars, fmt="o", color=colour, ecolor=colour,
                           capsize=4, markersize=6, linewidth=1.5)
-        axes.set_xticks(range(len(rungs)))
-        axes.set_xticklabels([_short(r["id"], 24) for r in rungs], rotation=35, ha="right")
-        axes.set_xlim(-0.6, len(rungs) - 0.4)
+        axes.set_xticks(range(len(values)))
+        axes.set_xticklabels([_short(v[0], 24) for v in values], rotation=35, ha="right")
+        axes.set_xlim(-0.6, len(values) - 0.4)
         axes.set_ylim(bottom=0)
-        axes.set_ylabel("MAE" if regression else "error rate (%)")
-        axes.set_title("accuracy ladder: " + ("MAE" if regression else "error rate") + " with 95% interval")
+        axes.set_ylabel(label)
+        axes.set_title(title)
         axes.grid(axis="y", alpha=0.3)
         return _png(figure)
 
@@ -149,4 +143,48 @@ def layers_png(variant: str, rows: list[dict]) -> bytes:
         axes.set_title(_short(f"{variant}: per-layer error against the float model", 70))
         axes.grid(axis="x", alpha=0.3)
         figure.legend(loc="outside lower center", ncols=2, fontsize=7, frameon=False)
+        return _png(figure)
+
+
+# Line styles cycle with the colours so that rungs with the same curve (tflm-host and a
+# bit-exact device) stay visible on top of each other.
+_ROC_STYLES = ("-", "--", "-.", ":")
+
+
+def roc_curves(curves: list, title: str) -> bytes:
+    """ROC curves of several rungs on one square chart, each rung's AUC in the legend.
+
+    Each curve is either ``(label, labels, scores)`` — 0/1 labels (1 = anomalous) and anomaly
+    scores, higher = more anomalous, drawn with ``sklearn.metrics.roc_curve`` and its AUC from
+    ``roc_auc_score`` — or a precomputed mapping ``{"label", "fpr", "tpr"}`` with an optional
+    ``"auc"`` (otherwise the trapezoidal area under the points, ``sklearn.metrics.auc``, which
+    equals ``roc_auc_score`` for a full curve from (0, 0) to (1, 1)). The dotted diagonal is
+    chance.
+    """
+    from sklearn.metrics import auc, roc_auc_score, roc_curve
+
+    with _rc():
+        figure = _new_figure(5.2, 4.8)
+        axes = figure.add_subplot()
+        axes.plot([0, 1], [0, 1], ":", color="#999999", linewidth=1, label="chance (AUC 0.5)")
+        for index, curve in enumerate(curves):
+            if isinstance(curve, dict):
+                label, fpr, tpr = curve["label"], curve["fpr"], curve["tpr"]
+                area = curve.get("auc")
+                if area is None:
+                    area = auc(fpr, tpr)
+            else:
+                label, labels, scores = curve
+                fpr, tpr, _ = roc_curve(labels, scores)
+                area = roc_auc_score(labels, scores)
+            axes.plot(fpr, tpr, _ROC_STYLES[index % len(_ROC_STYLES)], color=f"C{index % 10}",
+                      linewidth=1.6, label=f"{_short(str(label), 32)} (AUC {area:.3f})")
+        axes.set_xlim(0, 1)
+        axes.set_ylim(0, 1.01)
+        axes.set_aspect("equal")
+        axes.set_xlabel("false positive rate (normal samples flagged)")
+        axes.set_ylabel("true positive rate (anomalies found)")
+        axes.set_title(_short(title, 70))
+        axes.grid(alpha=0.3)
+        axes.legend(loc="lower right", fontsize=7)
         return _png(figure)

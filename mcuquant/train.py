@@ -9,7 +9,7 @@ from mcuquant.data import Dataset
 from mcuquant.errors import ModelError
 from mcuquant.progress import progress_bar
 from mcuquant.tasks import get_task
-from mcuquant.tf_import import keras, tensorflow, tfmot
+from mcuquant.tf_import import keras, tensorflow
 
 
 def set_seeds(seed: int) -> None:
@@ -60,9 +60,12 @@ def train_float(model, data: Dataset, cfg: TrainingConfig, epochs: int, *, progr
 def make_quantization_aware(float_model, task: str, cfg: TrainingConfig):
     """`float_model` wrapped with tfmot's default 8-bit scheme, compiled with the float model's loss,
     not yet fine-tuned. The float model is left untouched."""
+    from mcuquant.qat_layers import quantize_model  # imports tfmot: only when QAT starts
+
     set_seeds(cfg.seed)
     try:
-        qat_model = tfmot().quantization.keras.quantize_model(float_model)
+        # tfmot's default 8-bit scheme, plus mcuquant's configs for Conv1D, MaxPooling1D, LSTM, ...
+        qat_model = quantize_model(float_model)
     except Exception as exc:  # tfmot raises RuntimeError/ValueError for layers it cannot wrap
         raise ModelError(f"tfmot cannot make '{float_model.name}' quantization-aware: {exc}. "
                          "Layers without a default 8-bit quantize config need quantize_annotate_layer "

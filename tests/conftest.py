@@ -113,3 +113,32 @@ def qemu_children() -> list[int]:
         if comm.startswith("qemu-system") and int(rest[1]) == os.getpid() and rest[0] != "Z":
             found.append(int(stat.parent.name))
     return found
+
+
+# ---------------------------------------------------------------------------------------------
+# Headless Chromium (the HTML report)
+
+CHROMIUM = Path("/usr/bin/chromium")
+# The machine's network is closed; these flags stop Chromium's own background connections.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Chromium from Debian, driven by playwright; CI must have both, elsewhere their absence skips."""
+    why = None
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        why = "playwright is not installed (pip install -e '.[test]')"
+    if why is None and not CHROMIUM.exists():
+        why = f"{CHROMIUM} not found (Debian package chromium; `make system-deps` installs it)"
+    if why:
+        if os.environ.get("CI"):
+            pytest.fail(why)
+        pytest.skip(why)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()

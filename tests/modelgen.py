@@ -26,11 +26,15 @@ from dataclasses import dataclass
 import numpy as np
 from hypothesis import strategies as st
 
-# The 19 TFLite operators of the builtin runtime (issue 4).
+# The TFLite operators of the builtin runtime that converted Keras models contain (issues 4 and
+# 11). SQUEEZE, SPACE_TO_BATCH_ND and BATCH_TO_SPACE_ND are runtime operators too, but the
+# converter does not emit them consistently (tests/test_builtin_ops_more.py tests them directly).
 RUNTIME_OPS = (
     "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D", "MAX_POOL_2D", "ADD", "MUL",
     "RESHAPE", "SOFTMAX", "QUANTIZE", "DEQUANTIZE", "MEAN", "PAD", "CONCATENATION", "LOGISTIC", "TANH",
     "RELU", "RELU6", "HARD_SWISH",
+    "SUB", "MAXIMUM", "MINIMUM", "LEAKY_RELU", "PRELU", "TRANSPOSE", "STRIDED_SLICE", "SPLIT", "SPLIT_V",
+    "EXPAND_DIMS", "REDUCE_MAX", "UNIDIRECTIONAL_SEQUENCE_LSTM",
 )  # fmt: skip
 
 MAX_ELEMENTS = 1024  # per activation tensor
@@ -41,7 +45,7 @@ CALIBRATION_SAMPLES = 8
 # Keras activations: the first three fuse into CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED,
 # sigmoid and tanh become LOGISTIC and TANH operators after it.
 LAYER_ACTIVATIONS = ("linear", "relu", "relu6", "tanh", "sigmoid")
-STANDALONE_ACTIVATIONS = ("relu", "relu6", "sigmoid", "tanh", "hard_swish")
+STANDALONE_ACTIVATIONS = ("relu", "relu6", "sigmoid", "tanh", "hard_swish", "leaky_relu", "prelu")
 
 
 class Op:
@@ -69,7 +73,8 @@ class Op:
 
 @dataclass(frozen=True)
 class Branch:
-    """Two chains applied to the same tensor, joined by "add", "mul" or "concat" (along `axis`)."""
+    """Two chains applied to the same tensor, joined by "add", "mul", "sub", "max", "min" or
+    "concat" (along `axis`)."""
 
     left: tuple
     right: tuple
@@ -79,7 +84,7 @@ class Branch:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    input_shape: tuple  # one sample, without the batch axis: (H, W, C) or (N,)
+    input_shape: tuple  # one sample, without the batch axis: (H, W, C), (T, C) or (N,)
     ops: tuple  # Op and Branch, applied in order
     per_channel: bool = True  # per-channel weight scales (False: converter's per-tensor switch)
     float_input: bool = False  # float32 input: the model starts with QUANTIZE
@@ -101,7 +106,7 @@ def _conv_out(size: int, kernel: int, stride: int, dilation: int, padding: str) 
 def _fits(shape) -> bool:
     if math.prod(shape) > MAX_ELEMENTS:
         return False
-    return len(shape) == 1 or (max(shape[:2]) <= MAX_SPATIAL and shape[2] <= MAX_CHANNELS)
+    return len(shape) < 3 or (max(shape[:2]) <= MAX_SPATIAL and shape[2] <= MAX_CHANNELS)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -129,11 +134,12 @@ def _window(draw, shape, *, keep_spatial: bool, dilate: bool):
 def _image_op(draw, shape, *, keep_spatial=False, keep_channels=False, main=True):
     """Draw one op for an (H, W, C) tensor; returns (op, output shape)."""
     h, w, c = shape
-    kinds = ["conv", "dwconv", "act", "act", "maxpool", "avgpool", "add_const", "mul_const", "softmax"]
+    kinds = ["conv", "dwconv", "act", "act", "maxpool", "avgpool", "add_const", "mul_const", "softmax",
+             "sub_const", "minmax_const", "split"]
     if not keep_channels:
-        kinds += ["dense", "mean"]
+        kinds += ["dense", "mean", "reduce_max", "reduce_max"]
     if not keep_spatial:
-        kinds += ["pad", "mean", "reshape"]
+        kinds += ["pad", "mean", "reshape", "transpose", "slice", "slice"]
     if main:
         kinds += ["conv", "branch", "branch", "flatten"]
     kind = draw(st.sampled_from(kinds))
@@ -156,8 +162,21 @@ def _image_op(draw, shape, *, keep_spatial=False, keep_channels=False, main=True
         return Op("act", fn=draw(st.sampled_from(STANDALONE_ACTIVATIONS))), shape
     if kind in ("add_const", "mul_const"):
         return Op(kind, per_channel=draw(st.booleans())), shape
+    if kind in ("sub_const", "minmax_const", "split"):
+        return _elementwise_op(draw, kind, shape), shape
     if kind == "softmax":
         return Op("softmax"), shape
+    if kind == "reduce_max":  # GlobalMaxPooling2D
+        keepdims = draw(st.booleans())
+        return Op("reduce_max", keepdims=keepdims), ((1, 1, c) if keepdims else (c,))
+    if kind == "transpose":
+        return Op("transpose", perm=(2, 1, 3)), (w, h, c)
+    if kind == "slice":
+        # At least one row cropped where there are rows to spare (all-zero crops are no-ops).
+        crop = ((draw(st.integers(min(1, h - 1), min(2, h - 1))), draw(st.integers(0, max(0, min(2, h - 2))))),
+                _two(draw, 0, max(0, min(2, w - 1))))
+        out = (h - sum(crop[0]), w - sum(crop[1]), c)
+        return (Op("slice", crop=crop), out) if min(out) >= 1 else (Op("act", fn="leaky_relu"), shape)
     if kind == "dense":  # FULLY_CONNECTED on the last axis (keep_num_dims)
         units = max(1, min(draw(st.integers(1, 8)), MAX_ELEMENTS // (h * w)))
         return Op("dense", units=units, activation=draw(st.sampled_from(LAYER_ACTIVATIONS)),
@@ -191,9 +210,9 @@ def _chain(draw, shape, draw_op, max_len: int):
 def _image_branch(draw, shape):
     """Add/Multiply (maybe broadcasting a (1, 1, C) mean) or Concatenate of two chains."""
     h, w, c = shape
-    join = draw(st.sampled_from(("add", "mul", "concat")))
+    join = draw(st.sampled_from(("add", "mul", "concat", "sub", "max", "min")))
     keep = lambda s: _image_op(draw, s, keep_spatial=True, keep_channels=True, main=False)  # noqa: E731
-    if join in ("add", "mul"):
+    if join != "concat":
         left, _ = _chain(draw, shape, keep, 3)
         if draw(st.booleans()):  # squeeze-and-excite style: one side is the per-channel mean
             right = (Op("mean", axes=(1, 2), keepdims=True),) + _chain(draw, (1, 1, c), keep, 1)[0]
@@ -215,9 +234,71 @@ def _image_branch(draw, shape):
     return Branch(left, right, "concat", axis), out
 
 
+def _elementwise_op(draw, kind, shape):
+    """An op of any input rank that keeps the shape: constant SUB / MAXIMUM / MINIMUM operand,
+    or a split along the last axis (equal pieces: SPLIT, else SPLIT_V) whose first piece goes
+    through a RELU before the pieces are concatenated again."""
+    if kind == "sub_const":
+        return Op("sub_const", per_channel=draw(st.booleans()), reverse=draw(st.booleans()))
+    if kind == "minmax_const":
+        return Op("minmax_const", fn=draw(st.sampled_from(("maximum", "minimum"))), per_channel=draw(st.booleans()))
+    n = shape[-1]
+    pieces = draw(st.sampled_from([k for k in (2, 3) if n % k == 0] + ["uneven"])) if n > 1 else 1
+    if pieces == "uneven":
+        first = draw(st.integers(1, n - 1))
+        return Op("split", sizes=(first, n - first))
+    return Op("split", sizes=(n // pieces,) * pieces)
+
+
+def _seq_op(draw, shape, *, main=True):
+    """One op for a (T, C) sequence (built with a dynamic batch, so Conv1D becomes EXPAND_DIMS +
+    CONV_2D + RESHAPE); the global poolings end the sequence part."""
+    t, c = shape
+    kinds = ["conv1d", "conv1d", "act", "maxpool1d", "avgpool1d", "sub_const", "minmax_const", "split", "slice"]
+    if main:
+        kinds += ["transpose", "branch", "global", "lstm"]
+    kind = draw(st.sampled_from(kinds))
+    if kind == "lstm":  # without return_sequences: LSTM + STRIDED_SLICE of the last step
+        units, sequences = draw(st.integers(1, 16)), draw(st.booleans())
+        return Op("lstm", units=units, return_sequences=sequences), ((t, units) if sequences else (units,))
+    if kind == "conv1d":
+        kernel = draw(st.integers(1, 3))
+        padding = draw(st.sampled_from(("same", "valid", "causal"))) if kernel <= t else "same"
+        strides = draw(st.integers(1, 2)) if padding != "causal" else 1
+        out_t = _conv_out(t, kernel, strides, 1, "same" if padding == "causal" else padding)
+        filters = c if not main else max(1, min(draw(st.integers(1, 8)), MAX_ELEMENTS // out_t))
+        return Op("conv1d", filters=filters, kernel=kernel, strides=strides, padding=padding,
+                  activation=draw(st.sampled_from(LAYER_ACTIVATIONS)), bias=not draw(st.booleans())), (out_t, filters)
+    if kind in ("maxpool1d", "avgpool1d"):
+        pool = draw(st.integers(1, min(3, t)))
+        strides, padding = draw(st.integers(1, 2)), draw(st.sampled_from(("same", "valid")))
+        return Op(kind, pool=pool, strides=strides, padding=padding), (_conv_out(t, pool, strides, 1, padding), c)
+    if kind == "act":
+        return Op("act", fn=draw(st.sampled_from(STANDALONE_ACTIVATIONS))), shape
+    if kind in ("sub_const", "minmax_const", "split"):
+        return _elementwise_op(draw, kind, shape), shape
+    if kind == "slice":
+        crop = (draw(st.integers(1, min(2, t - 1))), draw(st.integers(0, max(0, min(2, t - 2))))) if t > 1 else (0, 0)
+        return (Op("slice", crop=crop), (t - sum(crop), c)) if sum(crop) < t else (Op("act", fn="relu"), shape)
+    if kind == "transpose":
+        return Op("transpose", perm=(2, 1)), (c, t)
+    if kind == "global":
+        return Op(draw(st.sampled_from(("gap1d", "gmp1d")))), (c,)
+    join = draw(st.sampled_from(("add", "sub", "max", "min", "concat")))
+    keep = lambda s: _seq_op(draw, s, main=False)  # noqa: E731
+    left, (tl, cl) = _chain(draw, shape, keep, 2)
+    right, (tr, cr) = _chain(draw, shape, keep, 2)
+    if (tl, cl) != shape or (tr, cr) != shape:  # a pooling or valid conv changed T: join what matches
+        return Op("act", fn="leaky_relu"), shape
+    if join == "concat":
+        return (Branch(left, right, "concat"), (t, 2 * c)) if _fits((t, 2 * c)) else (Op("act", fn="tanh"), shape)
+    return Branch(left, right, join), shape
+
+
 def _flat_op(draw, shape, *, keep_units=False, main=True):
     (n,) = shape
-    kinds = ["dense", "dense", "act", "act", "add_const", "mul_const", "softmax"] + (["branch"] if main else [])
+    kinds = ["dense", "dense", "act", "act", "add_const", "mul_const", "softmax", "sub_const", "minmax_const"]
+    kinds += ["branch"] if main else []
     kind = draw(st.sampled_from(kinds))
     if kind == "dense":
         units = n if keep_units else draw(st.integers(1, 16))
@@ -227,9 +308,11 @@ def _flat_op(draw, shape, *, keep_units=False, main=True):
         return Op("act", fn=draw(st.sampled_from(STANDALONE_ACTIVATIONS))), shape
     if kind in ("add_const", "mul_const"):
         return Op(kind, per_channel=draw(st.booleans())), shape
+    if kind in ("sub_const", "minmax_const"):
+        return _elementwise_op(draw, kind, shape), shape
     if kind == "softmax":
         return Op("softmax"), shape
-    join = draw(st.sampled_from(("add", "mul", "concat")))
+    join = draw(st.sampled_from(("add", "mul", "concat", "sub", "max", "min")))
     keep = join != "concat"
     left, (nl,) = _chain(draw, shape, lambda s: _flat_op(draw, s, keep_units=keep, main=False), 2)
     right, (nr,) = _chain(draw, shape, lambda s: _flat_op(draw, s, keep_units=keep, main=False), 2)
@@ -240,13 +323,17 @@ def _flat_op(draw, shape, *, keep_units=False, main=True):
 
 @st.composite
 def model_specs(draw, max_ops: int = 6) -> ModelSpec:
-    if draw(st.integers(0, 3)) < 3:
+    kind = draw(st.integers(0, 4))
+    if kind < 3:
         shape = (draw(st.integers(1, 10)), draw(st.integers(1, 10)), draw(st.integers(1, 4)))
-    else:
+    elif kind == 3:
         shape = (draw(st.integers(1, 32)),)
+    else:
+        shape = (draw(st.integers(2, 24)), draw(st.integers(1, 4)))
     input_shape, ops = shape, []
+    draw_op = {3: _image_op, 2: _seq_op, 1: _flat_op}
     for _ in range(draw(st.integers(1, max_ops))):
-        op, shape = (_image_op(draw, shape) if len(shape) == 3 else _flat_op(draw, shape))
+        op, shape = draw_op[len(shape)](draw, shape)
         ops.append(op)
     return ModelSpec(
         input_shape=input_shape, ops=tuple(ops),
@@ -293,6 +380,10 @@ def _activation_layer(fn: str):
         return L.ReLU(max_value=6.0)
     if fn == "hard_swish":  # the converter matches x * relu6(x + 3) / 6 to HARD_SWISH
         return L.Lambda(lambda t: t * tf.nn.relu6(t + 3.0) * (1.0 / 6.0))
+    if fn == "leaky_relu":
+        return L.LeakyReLU(0.2)
+    if fn == "prelu":  # slopes drawn by _draw_weights
+        return L.PReLU()
     return L.Activation(fn)
 
 
@@ -309,6 +400,9 @@ def _apply(op, x, rng: np.random.Generator):
             return L.Add()([left, right])
         if op.join == "mul":
             return L.Multiply()([left, right])
+        joins = {"sub": L.Subtract, "max": L.Maximum, "min": L.Minimum}
+        if op.join in joins:
+            return joins[op.join]()([left, right])
         return L.Concatenate(axis=op.axis)([left, right])
     k, p = op.kind, op.params
     if k == "conv":
@@ -321,6 +415,30 @@ def _apply(op, x, rng: np.random.Generator):
     if k in ("maxpool", "avgpool"):
         layer = L.MaxPooling2D if k == "maxpool" else L.AveragePooling2D
         return layer(p["pool"], strides=p["strides"], padding=p["padding"])(x)
+    if k == "conv1d":
+        return L.Conv1D(p["filters"], p["kernel"], strides=p["strides"], padding=p["padding"],
+                        activation=p["activation"], use_bias=p["bias"])(x)
+    if k in ("maxpool1d", "avgpool1d"):
+        layer = L.MaxPooling1D if k == "maxpool1d" else L.AveragePooling1D
+        return layer(p["pool"], strides=p["strides"], padding=p["padding"])(x)
+    if k == "lstm":
+        return L.LSTM(p["units"], return_sequences=p["return_sequences"])(x)
+    if k == "gap1d":
+        return L.GlobalAveragePooling1D()(x)
+    if k == "gmp1d":
+        return L.GlobalMaxPooling1D()(x)
+    if k == "reduce_max":
+        return L.GlobalMaxPooling2D(keepdims=p["keepdims"])(x)
+    if k == "transpose":
+        return L.Permute(p["perm"])(x)
+    if k == "slice":
+        return (L.Cropping1D if len(p["crop"]) == 2 and isinstance(p["crop"][0], int) else L.Cropping2D)(p["crop"])(x)
+    if k == "split":
+        sizes = list(p["sizes"])
+        if len(sizes) == 1:
+            return L.ReLU()(x)
+        parts = tf.split(x, sizes if len(set(sizes)) > 1 else len(sizes), axis=-1)
+        return L.Concatenate()([L.ReLU()(parts[0]), *parts[1:]])
     if k == "act":
         return _activation_layer(p["fn"])(x)
     if k == "softmax":
@@ -338,6 +456,13 @@ def _apply(op, x, rng: np.random.Generator):
         return L.Reshape(p["shape"])(x)
     if k == "flatten":
         return L.Flatten()(x)
+    if k in ("sub_const", "minmax_const"):
+        size = (int(x.shape[-1]),) if p["per_channel"] else ()
+        const = rng.normal(0.0, 1.0, size).astype(np.float32)
+        if k == "sub_const":
+            return L.Lambda((lambda t: const - t) if p["reverse"] else (lambda t: t - const))(x)
+        fn = tf.maximum if p["fn"] == "maximum" else tf.minimum
+        return L.Lambda(lambda t: fn(t, const))(x)
     if k in ("add_const", "mul_const"):
         # A vector along the last axis, or a scalar (a 0-d array: with shape (1,) the converter
         # of TF 2.21 can miscompute the shape of a FULLY_CONNECTED input that follows).
@@ -374,7 +499,11 @@ def build_keras(spec: ModelSpec):
     rng = np.random.default_rng(spec.seed)
     # batch_size=1 gives static shapes: the converter then keeps dilation inside CONV_2D (not
     # SPACE_TO_BATCH_ND around it) and folds Reshape's shape computation into a constant.
-    inputs = K.Input(shape=spec.input_shape, batch_size=1)
+    # Sequences keep a dynamic batch, as Keras users build them: Conv1D then becomes EXPAND_DIMS
+    # + CONV_2D + RESHAPE (with a static batch, RESHAPE + CONV_2D + RESHAPE).
+    # An LSTM needs the static batch: the converter fuses it into UNIDIRECTIONAL_SEQUENCE_LSTM only then.
+    has_lstm = any(isinstance(op, Op) and op.kind == "lstm" for op in spec.ops)
+    inputs = K.Input(shape=spec.input_shape, batch_size=None if len(spec.input_shape) == 2 and not has_lstm else 1)
     x = inputs
     for op in spec.ops:
         x = _apply(op, x, rng)
@@ -438,8 +567,8 @@ def op_names(tflite: bytes) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Hand-written specs run before the random ones: together they contain all 19 runtime ops
-# (checked by the property test), whatever the number of random models.
+# Hand-written specs run before the random ones: together they contain all RUNTIME_OPS (checked
+# by the property test), whatever the number of random models.
 
 
 def _conv(**kw) -> Op:
@@ -481,6 +610,24 @@ COVERAGE_EXAMPLES = (
                right=(Op("dense", units=8, activation="sigmoid", bias=True),), join="add"),
         Op("mul_const", per_channel=True), Op("add_const", per_channel=False), Op("softmax")),
         per_channel=False, seed=2, calibration=(0.5, 8.0)),
+    # A sequence (dynamic batch: EXPAND_DIMS) through the operators of issue 11.
+    ModelSpec(input_shape=(16, 3), ops=(
+        Op("conv1d", filters=6, kernel=3, strides=1, padding="same", activation="relu", bias=True),
+        Op("act", fn="leaky_relu"),
+        Op("split", sizes=(2, 2, 2)), Op("split", sizes=(1, 5)),
+        Branch(left=(Op("sub_const", per_channel=True, reverse=False),), right=(Op("act", fn="prelu"),), join="sub"),
+        Branch(left=(), right=(Op("minmax_const", fn="minimum", per_channel=False),), join="max"),
+        Op("slice", crop=(1, 2)), Op("maxpool1d", pool=2, strides=1, padding="same"),
+        Op("transpose", perm=(2, 1)), Op("gmp1d"),
+        Op("dense", units=4, activation="linear", bias=True), Op("softmax")),
+        seed=3),
+    # LSTMs (static batch): a Conv1D into one keeping its sequences, a second keeping only its last
+    # step (STRIDED_SLICE), then a classifier; per-tensor weights elsewhere.
+    ModelSpec(input_shape=(12, 3), ops=(
+        Op("conv1d", filters=4, kernel=3, strides=1, padding="same", activation="relu", bias=True),
+        Op("lstm", units=6, return_sequences=True), Op("lstm", units=5, return_sequences=False),
+        Op("dense", units=4, activation="linear", bias=True), Op("softmax")),
+        per_channel=False, seed=4),
 )
 
 
@@ -491,7 +638,9 @@ COVERAGE_EXAMPLES = (
 @functools.lru_cache(maxsize=None)
 def zoo_model(name: str) -> tuple[bytes, np.ndarray]:
     """Zoo model `name` trained for one epoch on digits and PTQ-converted (representative set: 100
-    train samples), with its first 200 test samples quantized for the model's input."""
+    train samples), with its first 200 test samples quantized for the model's input. The sequence
+    models read each 8x8 image as 8 steps of 8 channels; the autoencoder is trained on digits-anomaly
+    (normal digit "0") and its test samples hold normal and anomalous digits."""
     from mcuquant.config import TrainingConfig
     from mcuquant.data import load_dataset
     from mcuquant.graph import Graph
@@ -501,10 +650,12 @@ def zoo_model(name: str) -> tuple[bytes, np.ndarray]:
     from mcuquant.train import set_seeds, train_float
 
     _, K = _tf()
-    digits = load_dataset("builtin:digits")
+    digits = load_dataset("builtin:digits-anomaly" if name == "autoencoder" else "builtin:digits")
+    if name in ("conv1d", "lstm"):
+        digits = digits.for_model_input((8, 8))
     K.backend.clear_session()
     set_seeds(0)
-    model = build_zoo_model(name, digits.input_shape, digits.num_classes)
+    model = build_zoo_model(name, digits.input_shape, digits.num_classes, task=digits.task)
     train_float(model, digits, TrainingConfig(), epochs=1, progress=False)
     tflite = convert_ptq(model, representative_samples(digits.x_train, 100, seed=0)).tflite
     graph = Graph.from_tflite(tflite)

@@ -299,7 +299,7 @@ def test_choice_error_lists_allowed_values_and_suggests(tmp_path):
 
 def test_choice_error_from_flag():
     msg = cli_error({"data.task": "segmentation"})
-    assert msg.startswith("--task: data.task must be one of auto, classification, regression; got 'segmentation'")
+    assert msg.startswith("--task: data.task must be one of auto, classification, regression, anomaly; got 'segmentation'")
 
 
 @pytest.mark.parametrize("key", sorted(CHOICES))
@@ -423,3 +423,14 @@ def test_config_is_immutable():
     cfg = Config()
     with pytest.raises(AttributeError):
         cfg.data.seed = 3  # type: ignore[misc]
+
+
+def test_normal_classes_are_a_list_of_labels_passed_to_the_data(tmp_path):
+    path = write(tmp_path, '[data]\nsource = "builtin:digits-anomaly"\nnormal_classes = [3, "5"]\n')
+    cfg = load_config(path)
+    assert cfg.data.normal_classes == (3, "5") and DataConfig().normal_classes is None
+    assert cfg.data.load().normal_classes == ["3", "5"]
+    assert build_config({}, {"data.normal_classes": "1,2"}).data.normal_classes == (1, 2)
+    with pytest.raises(ConfigError, match=re.escape("data.normal_classes must be a list of values, each an integer "
+                                                    "or a string, got 'cat'")):
+        build_config({"data": {"normal_classes": "cat"}})

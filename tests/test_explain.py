@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from mcuquant.explain import finding_b, sample_size_entry
+from mcuquant.explain import finding_b
+from mcuquant.tasks.classification import sample_size_entry
 
 Z_975, Z_80 = 1.959963984540054, 0.8416212335729143  # standard normal quantiles
 
@@ -51,7 +52,9 @@ def test_sample_size_statement_matches_connors_formula_computed_by_hand():
     # A 1-point gap around the better rung, with the measured discordance (12/360 > 1%).
     assert entry["samples_needed_for_given_gap"] == _connor(12 / 360, 0.01)
     assert not entry["distinguishable"]
-    sentences = " ".join(finding_b({"rungs": []}, {"sample_size": [entry]}))
+    report = {"task": "classification", "rungs": [], "comparisons": [{**c, "diff_points": 100 * 6 / 360,
+                                                                       "verdict": "not distinguishable at n=360"}]}
+    sentences = " ".join(finding_b(report, {"sample_size": [entry]}))
     assert "about 940 test samples" in sentences
     assert f"about {_connor(12 / 360, 0.01):,} test samples" in sentences
 
@@ -160,12 +163,19 @@ def test_explain_on_digits_cnn_states_findings_with_numbers(pio_core, tmp_path):
     assert "host gives the device's bytes" in rows[("ptq/device", sample)]["why"]
     assert ("qat/device", sample) not in rows or rows[("qat/device", sample)]["step"] == "quantization"
 
-def test_explain_refuses_regression_data_before_training(tmp_path, capsys):
+def test_explain_phrases_regression_findings_in_mae(tmp_path, capsys):
     from mcuquant.cli import main
 
     rng = np.random.default_rng(0)
     data = tmp_path / "reg.npz"
-    np.savez(data, x=rng.random((60, 4)).astype(np.float32), y=rng.random(60).astype(np.float32))
-    assert main(["explain", "--data", str(data), "--model", "zoo:mlp", "--out", str(tmp_path / "w"), "--quiet"]) == 2
-    assert "regression" in capsys.readouterr().err
-    assert not (tmp_path / "w" / "float.keras").exists()
+    x = rng.random((200, 4)).astype(np.float32)
+    np.savez(data, x=x, y=(x[:, 0] + 0.5 * x[:, 1]).astype(np.float32))
+    out = tmp_path / "w"
+    assert main(["explain", "--data", str(data), "--model", "zoo:mlp", "--epochs", "10", "--qat-epochs", "1",
+                 "--out", str(out), "--no-device", "--quiet"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    findings = {f["id"]: " ".join(f["sentences"]) for f in report["explain"]["findings"]}
+    float_rung = next(r for r in report["rungs"] if r["id"] == "keras-float")
+    assert f"MAE {float_rung['mae']:.4g}" in findings["b"] and "Wilcoxon" in findings["b"]
+    assert "class" not in findings["b"] and report["explain"]["sample_size"] == []
+    assert "MAE" in findings["c"]

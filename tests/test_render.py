@@ -25,10 +25,6 @@ from mcuquant.interpreters import Runner, agreement, quantize
 from mcuquant.ladder import Rung, score_rungs
 from mcuquant.render import write_report
 
-CHROMIUM = Path("/usr/bin/chromium")
-# The machine's network is closed; these flags stop Chromium's own background connections.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-quic"]
 HOSTILE_RUNG = "qat/<script>window.pwned=1</script>"
 HOSTILE_LAYER = '<img src=x onerror="window.pwned=2">conv2d'
 
@@ -174,26 +170,6 @@ def written(report, tmp_path_factory) -> dict:
 
 # ---------------------------------------------------------------------------------------------
 # Headless Chromium
-
-
-@pytest.fixture(scope="module")
-def browser():
-    """Chromium from Debian, driven by playwright; CI must have both, elsewhere their absence skips."""
-    why = None
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        why = "playwright is not installed (pip install -e '.[test]')"
-    if why is None and not CHROMIUM.exists():
-        why = f"{CHROMIUM} not found (Debian package chromium; `make system-deps` installs it)"
-    if why:
-        if os.environ.get("CI"):
-            pytest.fail(why)
-        pytest.skip(why)
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture(scope="module")

@@ -219,7 +219,8 @@ def _convert_keras(path: Path, dataset, n_representative: int, seed: int, per_ch
     from mcuquant.quantize import convert_ptq, representative_samples
 
     keras_model = load_user_model(path)
-    check_model_fits_data(keras_model, dataset.input_shape, dataset.num_classes)
+    dataset = dataset.for_model_input(tuple(keras_model.input_shape[1:]))
+    check_model_fits_data(keras_model, dataset)
     representative = representative_samples(dataset.x_train, n_representative, seed)
     return convert_ptq(keras_model, representative, per_channel=per_channel).tflite
 

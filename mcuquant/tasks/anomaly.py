@@ -54,6 +54,17 @@ class Anomaly(Task):
     def compare(self, a, b, pred_a, pred_b, y):
         return {**stats.compare_auc(a, b, y, pred_a, pred_b), "scores": stats.score_agreement(pred_a, pred_b)}
 
+    def sample_size(self, comparison, pred_a, pred_b, y, gap_points):
+        c = comparison
+        entry = {"a": c["a"], "b": c["b"], "n": c["n"], "auc_a": c["auc_a"], "auc_b": c["auc_b"],
+                 "p": c["p"], "distinguishable": c["p"] < self.alpha, "samples_needed": None,
+                 "method": "Obuchowski & McClish (1997) with the DeLong variances measured here"}
+        if c["auc_a"] != c["auc_b"]:
+            needed = stats.auc_sample_size(y, pred_a, pred_b)
+            entry.update(samples_needed=needed["n"], anomalous_needed=needed["n_anomalous"],
+                         normal_needed=needed["n_normal"])
+        return entry
+
     def rung_text(self, rung):
         lo, hi = rung["ci95"]
         return (f"{rung['id']} AUC {rung['auc']:.3f} (95% CI {lo:.3f}-{hi:.3f}, DeLong; "

@@ -46,6 +46,12 @@ class Task:
         """Rung ``b`` against rung ``a`` on the same samples: paired test, ``"verdict"`` in words."""
         raise NotImplementedError
 
+    def sample_size(self, comparison: dict, pred_a: np.ndarray, pred_b: np.ndarray, y: np.ndarray,
+                    gap_points: float) -> dict | None:
+        """Test samples the paired test needs to resolve the gap of ``comparison`` (``"samples_needed"``,
+        None when there is no gap), or None when the kind has no sample-size formula."""
+        return None
+
     def distinguishable(self, comparison: dict) -> bool:
         """Whether the paired test tells the two rungs apart at ``alpha``."""
         return comparison[self.p_key] < self.alpha

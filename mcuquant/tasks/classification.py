@@ -15,6 +15,31 @@ def confusion_matrix(y: np.ndarray, predictions: np.ndarray, n_classes: int) -> 
     return matrix.tolist()
 
 
+def sample_size_entry(comparison: dict, gap_points: float) -> dict:
+    """How many test samples McNemar's test needs (alpha 0.05, power 0.8) to resolve the observed gap
+    and a gap of ``gap_points``, with the discordance this test split measured (or the minimal one).
+    """
+    n = comparison["n"]
+    ea, eb = comparison["error_rate_a"], comparison["error_rate_b"]
+    discordant = (comparison["a_only_correct"] + comparison["b_only_correct"]) / n
+    entry = {"a": comparison["a"], "b": comparison["b"], "n": n, "error_rate_a": ea, "error_rate_b": eb,
+             "gap_points": 100 * (eb - ea), "discordant_rate": discordant, "mcnemar_p": comparison["mcnemar_p"],
+             "distinguishable": comparison["mcnemar_p"] < 0.05}
+    # From the discordant counts themselves: no rounding can put the gap above the discordance.
+    a_only, b_only = comparison["a_only_correct"] / n, comparison["b_only_correct"] / n
+    entry["samples_needed"] = stats.mcnemar_sample_size(a_only, b_only) if a_only != b_only else None
+    # The given gap: around the better rung's error rate, with the measured discordance when it can
+    # hold such a gap, else the smallest discordance that can (every discordant sample one way).
+    gap = gap_points / 100
+    base = min(ea, eb)
+    d = min(max(discordant, gap), min(2 * base + gap, 2.0 - 2 * base - gap))
+    entry["given_gap_points"] = gap_points
+    entry["given_gap_discordant_rate"] = d
+    entry["samples_needed_for_given_gap"] = (stats.mcnemar_sample_size((d + gap) / 2, (d - gap) / 2)
+                                             if base + gap <= 1 else None)  # no error rate above 100%
+    return entry
+
+
 class Classification(Task):
     name = "classification"
     metric = "error_rate"
@@ -43,6 +68,9 @@ class Classification(Task):
 
     def compare(self, a, b, pred_a, pred_b, y):
         return stats.compare_classification(a, b, pred_a == y, pred_b == y)
+
+    def sample_size(self, comparison, pred_a, pred_b, y, gap_points):
+        return sample_size_entry(comparison, gap_points)
 
     def disagreements(self, pred_a, pred_b):
         return pred_a != pred_b
