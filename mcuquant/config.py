@@ -182,6 +182,13 @@ def _coerce(key: str, value: Any, hint: Any, origin: str) -> Any:
     raise TypeError(f"unhandled config type {hint!r} for {key}")  # a bug in this module, not user input
 
 
+def _takes_any_length(hint: Any) -> bool:
+    """Whether `hint` is tuple[X, ...] (or that or None): a list of any length."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return any(_takes_any_length(a) for a in typing.get_args(hint))
+    return typing.get_origin(hint) is tuple and typing.get_args(hint)[-1] is Ellipsis
+
+
 def _type_word(hint: Any) -> str:
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
         return " or ".join(_type_word(a) for a in typing.get_args(hint) if a is not type(None))
@@ -227,6 +234,8 @@ def build_config(file_values: dict[str, Any] | None = None, overrides: dict[str,
                               f"Allowed sections: {', '.join(sections)}")
         if isinstance(value, str) and typing.get_type_hints(sections[section]).get(key) is not str:
             value = _parse_value(dotted, value)  # text for a str key (a path, a board) stays as given
+            if _takes_any_length(typing.get_type_hints(sections[section]).get(key)) and not isinstance(value, list):
+                value = [value]  # `--normal-classes 0`: a list of one
         merged[section][key] = (value, (flag_names or {}).get(dotted, f"override {dotted}"))
 
     built = {}

@@ -84,7 +84,8 @@ def copy_qat_weights(qat_model, float_model):
         if source is None:
             raise ModelError(f"float layer '{layer.name}' has no counterpart in the QAT model '{qat_model.name}': "
                              "give the QAT model made from this float model (tfmot quantize_model keeps layer names)")
-        values = [_source_variable(source, layer.name, w).numpy() for w in layer.weights]
+        # QAT's Conv1D (qat_layers.McuquantConv1D) holds its kernel as (1, k, in, out): back to (k, in, out)
+        values = [_source_variable(source, layer.name, w).numpy().reshape(tuple(w.shape)) for w in layer.weights]
         layer.set_weights(values)
     return clone
 
@@ -97,7 +98,7 @@ def _source_variable(qat_layer, layer_name: str, target):
     candidates = [v for v in qat_layer.weights if _attribute(v.name) == _attribute(target.name)]
     if len(candidates) > 1:  # prefer the inner layer's own variable
         candidates = [v for v in candidates if v.name.startswith(f"{layer_name}/")] or candidates
-    if not candidates or tuple(candidates[0].shape) != tuple(target.shape):
+    if not candidates or tuple(candidates[0].shape) not in (tuple(target.shape), (1, *target.shape)):
         raise ModelError(f"float layer '{layer_name}': QAT layer '{qat_layer.name}' has no variable "
                          f"'{_attribute(target.name)}' of shape {tuple(target.shape)}; the two models are not the "
                          "same network")

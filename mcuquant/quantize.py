@@ -21,6 +21,7 @@ from mcuquant.tf_import import native_stderr_captured, tensorflow
 
 # The converter's complaint when a QAT model is converted with int8 I/O but no representative set.
 _NEEDS_REPRESENTATIVE = "representative_dataset"
+_converter_demands_representative = False  # set once this process's converter refused a QAT model without one
 
 
 @dataclass
@@ -102,12 +103,17 @@ def convert_qat(qat_model, representative: np.ndarray) -> Conversion:
     twice, with the given samples and with the same samples scaled by ten, and every activation's
     scale and zero point is compared: a parameter that moves was calibrated, not learned.
     """
-    try:
-        tflite = _convert(qat_model, None)
-        return Conversion("qat", tflite, {"representative_set": {"required": False}})
-    except ModelError as exc:
-        if _NEEDS_REPRESENTATIVE not in str(exc):
-            raise
+    global _converter_demands_representative
+    if not _converter_demands_representative:
+        try:
+            tflite = _convert(qat_model, None)
+            return Conversion("qat", tflite, {"representative_set": {"required": False}})
+        except ModelError as exc:
+            if _NEEDS_REPRESENTATIVE not in str(exc):
+                raise
+        # The demand comes from the converter, not the model: ask once per process (the refused try
+        # costs about as much as a conversion).
+        _converter_demands_representative = True
     tflite = _convert(qat_model, representative)
     scaled = _convert(qat_model, representative * 10.0)
     diff = quantization_differences(Graph.from_tflite(tflite), Graph.from_tflite(scaled))

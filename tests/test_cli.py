@@ -115,7 +115,7 @@ def test_every_config_flag_maps_to_a_real_config_key():
         section, name = key.split(".")
         default = getattr(getattr(build_config(), section), name)
         if default is None:  # keys whose default is decided later: give a valid value
-            default = {"training.epochs": 4, "data.image_size": (32, 24)}[key]
+            default = {"training.epochs": 4, "data.image_size": (32, 24), "data.normal_classes": (0, 1)}[key]
         # Each key fed its default as flag text must validate: the key exists and the text parses.
         if isinstance(default, tuple):
             text = ",".join(map(str, default))
@@ -209,7 +209,7 @@ def test_unknown_builtin_dataset_fails_fast(capsys, tmp_path):
     rc, _, err = run(["compare", "--data", "builtin:nope", "--out", str(tmp_path / "out")], capsys)
     elapsed = time.monotonic() - started
     assert rc == 2
-    assert_one_error_line(err, "unknown builtin dataset 'nope'", "builtins: digits")
+    assert_one_error_line(err, "unknown builtin dataset 'nope'", "builtins: basicmotions, digits, digits-anomaly, gunpoint")
     assert elapsed < 10, f"the data error took {elapsed:.1f} s"
 
 
@@ -217,7 +217,7 @@ def test_missing_data_file_lists_the_sources(capsys, tmp_path):
     missing = tmp_path / "nope.npz"
     rc, _, err = run(["compare", "--data", str(missing), "--out", str(tmp_path / "out")], capsys)
     assert rc == 2
-    assert_one_error_line(err, f"no such file or folder: {str(missing)!r}", "builtin:NAME (builtins: digits)")
+    assert_one_error_line(err, f"no such file or folder: {str(missing)!r}", "builtin:NAME (builtins: basicmotions, digits, digits-anomaly, gunpoint)", "x_test and y_test")
 
 
 def test_data_with_nan_is_rejected(capsys, tmp_path):

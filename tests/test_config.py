@@ -431,6 +431,7 @@ def test_normal_classes_are_a_list_of_labels_passed_to_the_data(tmp_path):
     assert cfg.data.normal_classes == (3, "5") and DataConfig().normal_classes is None
     assert cfg.data.load().normal_classes == ["3", "5"]
     assert build_config({}, {"data.normal_classes": "1,2"}).data.normal_classes == (1, 2)
+    assert build_config({}, {"data.normal_classes": "walking"}).data.normal_classes == ("walking",)  # one flag value
     with pytest.raises(ConfigError, match=re.escape("data.normal_classes must be a list of values, each an integer "
                                                     "or a string, got 'cat'")):
         build_config({"data": {"normal_classes": "cat"}})

@@ -80,6 +80,23 @@ def test_copy_qat_weights_copies_every_variable(trained_digits_cnn, seed000):
     assert not np.array_equal(*dense)
 
 
+def test_copy_qat_weights_reshapes_the_conv1d_kernel_qat_holds_in_4d():
+    """QAT's Conv1D keeps its kernel as (1, k, in, out); the copy gets it back as Keras' (k, in, out)."""
+    from mcuquant.config import TrainingConfig
+    from mcuquant.models import build_zoo_model
+    from mcuquant.train import make_quantization_aware
+
+    float_model = build_zoo_model("conv1d", (20, 3), 4)
+    qat_model = make_quantization_aware(float_model, "classification", TrainingConfig())
+    conv = next(layer for layer in float_model.layers if type(layer).__name__ == "Conv1D")
+    qat_kernel = next(v for v in qat_model.weights if v.name == conv.kernel.name)
+    assert tuple(qat_kernel.shape) == (1, *conv.kernel.shape)
+    qat_kernel.assign(qat_kernel + 0.5)  # as if QAT had moved it
+    copied = copy_qat_weights(qat_model, float_model).get_layer(conv.name)
+    np.testing.assert_array_equal(copied.kernel.numpy(), qat_kernel.numpy()[0])
+    assert not np.array_equal(copied.kernel.numpy(), conv.kernel.numpy())
+
+
 def test_copy_qat_weights_names_a_missing_layer(trained_digits_cnn, digits):
     from mcuquant.tf_import import keras
 
