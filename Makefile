@@ -14,6 +14,8 @@ VPY         := $(VENV)/bin/python
 # Touched after a successful `pip install -e '.[test]'`; pip re-runs when pyproject.toml is newer.
 STAMP       := $(VENV)/.mcuquant-installed
 PYTEST_ARGS ?=
+# pytest-xdist workers, whole test files per worker (module fixtures build once); 1 runs in-process.
+TEST_WORKERS ?= 2
 
 # Debian packages: the host C compiler (builtin runtime on the host, sanitizer builds), the
 # Cortex-M cross compiler with its C/C++ libraries, the emulator, and Chromium (the HTML report's
@@ -55,7 +57,8 @@ pio-bootstrap: $(STAMP)
 
 # test: the pytest suite; pytest's exit code 5 (no test collected) is a failure, said plainly.
 test: setup
-	@rc=0; $(VPY) -m pytest -q $(PYTEST_ARGS) || rc=$$?; \
+	@rc=0; $(VPY) -m pytest -q $(if $(filter-out 0 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile) \
+	    $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: error: pytest collected no tests (exit 5)" >&2; fi; \
 	exit $$rc
 

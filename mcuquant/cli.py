@@ -206,7 +206,8 @@ def cmd_layers(args: argparse.Namespace) -> int:
     result = run_layers(args.model, data=getattr(args, "data.source"), data_options=cfg.data, tflite=args.tflite,
                         representative_samples=cfg.quantization.representative_samples,
                         per_channel=cfg.quantization.per_channel, samples=args.samples, progress=not args.quiet)
-    console.print(format_rows(result, limit=args.limit))
+    console.print(format_rows(result, limit=args.limit,
+                              rest_in=f"in {args.json}" if args.json else "(--limit N shows more, --json FILE keeps all)"))
     if args.json:
         write_json(result, args.json)
         print(f"per-layer errors: {args.json}")

@@ -29,7 +29,7 @@ from mcuquant.graph import Graph, match_tensors
 from mcuquant.interpreters import Runner, dequantize, quantize
 from mcuquant.models import keras3
 from mcuquant.progress import progress_bar
-from mcuquant.tf_import import native_stderr_captured, tensorflow
+from mcuquant.tf_import import converter_output_captured, tensorflow
 
 REFERENCE = "keras float model"
 INPUT_OP_INDEX = -1  # the model input's row is not produced by an operator
@@ -131,8 +131,9 @@ def run_layers(model: str | Path, *, data: str | None, data_options: DataConfig 
     return result
 
 
-def format_rows(result: dict, limit: int = 15):
-    """The worst `limit` rows of a `layer_errors` result as a rich Table."""
+def format_rows(result: dict, limit: int = 15, *, rest_in: str = "in report.json"):
+    """The worst `limit` rows of a `layer_errors` result as a rich Table; the caption says where the
+    other rows are (`rest_in`)."""
     from rich.table import Table
 
     table = Table(title=f"per-layer int8 error vs the {result['reference']} ({result['samples']} samples, "
@@ -145,7 +146,7 @@ def format_rows(result: dict, limit: int = 15):
                       f"{r['max_over_scale']:.1f}", f"{100 * r['clipped_share']:.2f}%",
                       "-" if local is None else f"{local:.2f}", f"{r['scale']:.3g}")
     if len(result["rows"]) > limit:
-        table.caption = f"{len(result['rows']) - limit} more tensors in report.json"
+        table.caption = f"{len(result['rows']) - limit} more tensors {rest_in}"
     return table
 
 
@@ -208,7 +209,7 @@ def _quantized_activations(graph: Graph) -> list[int]:
 def _float_tflite(float_model) -> bytes:
     tf = tensorflow()
     try:
-        with native_stderr_captured():
+        with converter_output_captured():
             return bytes(tf.lite.TFLiteConverter.from_keras_model(float_model).convert())
     except Exception as exc:  # the converter raises many types
         raise ModelError(f"could not convert the float model to a float .tflite for reference: {exc}") from exc
@@ -409,7 +410,7 @@ def _debugger_statistics(float_model, graph: Graph, representative: np.ndarray, 
             yield [sample[None, ...]]
 
     converter.representative_dataset = calibration
-    with warnings.catch_warnings(), native_stderr_captured():
+    with warnings.catch_warnings(), converter_output_captured():
         # tf.lite.Interpreter's deprecation notice and "Statistics for quantized inputs were expected"
         warnings.filterwarnings("ignore", message=r"(?s).*tf\.lite\.Interpreter is deprecated", category=UserWarning)
         warnings.filterwarnings("ignore", message="Statistics for quantized inputs", category=UserWarning)

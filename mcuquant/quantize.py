@@ -7,9 +7,7 @@ never flattered by calibration on the same samples.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
 import warnings
 from dataclasses import dataclass, field
 
@@ -17,7 +15,7 @@ import numpy as np
 
 from mcuquant.errors import ModelError
 from mcuquant.graph import Graph, quantization_differences
-from mcuquant.tf_import import native_stderr_captured, tensorflow
+from mcuquant.tf_import import converter_output_captured, tensorflow
 
 # The converter's complaint when a QAT model is converted with int8 I/O but no representative set.
 _NEEDS_REPRESENTATIVE = "representative_dataset"
@@ -75,7 +73,7 @@ def _convert(model, representative: np.ndarray | None, *, int16x8: bool = False,
         converter.representative_dataset = samples
     try:
         # A Keras 3 model is exported to a SavedModel first, which prints "Saved artifact at ..."
-        with warnings.catch_warnings(), native_stderr_captured(), contextlib.redirect_stdout(io.StringIO()):
+        with warnings.catch_warnings(), converter_output_captured():
             # "Statistics for quantized inputs were expected": int8 I/O is what we ask for
             warnings.simplefilter("ignore", UserWarning)
             return bytes(converter.convert())

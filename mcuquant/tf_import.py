@@ -6,6 +6,7 @@ importing TensorFlow at the top, so `mcuquant --help` and `mcuquant boards` stay
 """
 
 import contextlib
+import io
 import os
 import sys
 import tempfile
@@ -41,6 +42,14 @@ def native_stderr_captured():
         finally:
             os.dup2(saved, 2)
             os.close(saved)
+
+
+@contextlib.contextmanager
+def converter_output_captured():
+    """`native_stderr_captured`, and Python's stdout too: the TFLite converter exports a Keras 3
+    model to a SavedModel first, which prints "Saved artifact at ..." and every endpoint."""
+    with native_stderr_captured(), contextlib.redirect_stdout(io.StringIO()):
+        yield
 
 
 def tensorflow():

@@ -237,6 +237,16 @@ def test_layers_names_keras3_tensors_after_the_model_layers(k3_files):
     assert all(r["local_rmse_over_scale"] is not None for r in result["rows"] if r["op"] != "INPUT")
 
 
+def test_layers_on_an_exported_savedmodel_prints_only_its_table(k3_files, capsys):
+    """The converter exports a Keras 3 model before converting it, which prints the SavedModel's
+    endpoints ("Saved artifact at ..."): none of that reaches mcuquant's output."""
+    rc, out, err = run(["layers", "--model", str(k3_files["export"]), "--data", "builtin:digits", "--samples", "20",
+                        "--limit", "3"], capsys)
+    assert rc == 0, err
+    assert "per-layer int8 error" in out and "more tensors (--limit N shows more, --json FILE keeps all)" in out
+    assert "Saved artifact" not in out + err and "TensorSpec" not in out + err
+
+
 def test_qat_weights_are_copied_into_the_translation(k3_files, digits):
     """explain copies the QAT model's weights into "the float model": for a Keras 3 model that is its
     tf-keras translation, the model QAT was made from."""
