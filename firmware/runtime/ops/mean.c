@@ -113,16 +113,7 @@ mq_status mq_eval_mean(const mq_op_ctx *ctx)
         for (;;) {
             const int32_t xv = x[off];
             sum += (uint32_t)xv;
-            for (d = rank - 1; d >= 0; --d) {
-                if (!p.reduced[d]) continue;
-                if (++red_idx[d] < in->dims[d]) {
-                    off += stride[d];
-                    break;
-                }
-                red_idx[d] = 0;
-                off -= stride[d] * (uint32_t)(in->dims[d] - 1);
-            }
-            if (d < 0) break;
+            if (!mq_odometer_step(rank, in->dims, stride, p.reduced, 1, red_idx, &off)) break;
         }
         /* sum - zero_point * count, wrapped to int32 as TFLM's cast does. */
         sum -= (uint32_t)in->zero_point * (uint32_t)p.count;
@@ -130,15 +121,6 @@ mq_status mq_eval_mean(const mq_op_ctx *ctx)
         y[out_i++] = (int8_t)mq_clamp(mq_add_wrap(v, out->zero_point), MQ_INT8_MIN, MQ_INT8_MAX);
 
         /* Next output element: odometer over the kept dimensions. */
-        for (d = rank - 1; d >= 0; --d) {
-            if (p.reduced[d]) continue;
-            if (++kept_idx[d] < in->dims[d]) {
-                base += stride[d];
-                break;
-            }
-            kept_idx[d] = 0;
-            base -= stride[d] * (uint32_t)(in->dims[d] - 1);
-        }
-        if (d < 0) return MQ_OK;
+        if (!mq_odometer_step(rank, in->dims, stride, p.reduced, 0, kept_idx, &base)) return MQ_OK;
     }
 }

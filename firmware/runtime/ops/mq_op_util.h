@@ -139,6 +139,25 @@ static inline uint32_t mq_offset4(const int32_t *dims, int32_t b, int32_t y, int
 }
 
 /* Two's-complement reinterpretation of a uint32 (no implementation-defined conversion). */
+/* One step of an odometer over the dimensions d with selected[d] == want (the reduced ones, or the
+ * kept ones) of a tensor with `dims` and row-major `stride`: the last such index that can grow
+ * grows and `*off` moves with it; indices that wrap go back to 0. Returns 0 once all wrapped. */
+static inline int mq_odometer_step(int32_t rank, const int32_t *dims, const uint32_t *stride,
+                                   const uint8_t *selected, uint8_t want, int32_t *idx, uint32_t *off)
+{
+    int32_t d;
+    for (d = rank - 1; d >= 0; --d) {
+        if (selected[d] != want) continue;
+        if (++idx[d] < dims[d]) {
+            *off += stride[d];
+            return 1;
+        }
+        idx[d] = 0;
+        *off -= stride[d] * (uint32_t)(dims[d] - 1);
+    }
+    return 0;
+}
+
 static inline int32_t mq_wrap_i32(uint32_t u)
 {
     return u <= (uint32_t)INT32_MAX ? (int32_t)u : (int32_t)(u - 2147483648u) - INT32_MAX - 1;

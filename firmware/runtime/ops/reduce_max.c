@@ -72,29 +72,11 @@ mq_status mq_eval_reduce_max(const mq_op_ctx *ctx)
         for (d = 0; d < rank; ++d) red_idx[d] = 0;
         for (;;) {
             if (x[off] > best) best = x[off];
-            for (d = rank - 1; d >= 0; --d) {
-                if (!p.reduced[d]) continue;
-                if (++red_idx[d] < in->dims[d]) {
-                    off += stride[d];
-                    break;
-                }
-                red_idx[d] = 0;
-                off -= stride[d] * (uint32_t)(in->dims[d] - 1);
-            }
-            if (d < 0) break;
+            if (!mq_odometer_step(rank, in->dims, stride, p.reduced, 1, red_idx, &off)) break;
         }
         y[out_i++] = best;
 
         /* Next output element: odometer over the kept dimensions. */
-        for (d = rank - 1; d >= 0; --d) {
-            if (p.reduced[d]) continue;
-            if (++kept_idx[d] < in->dims[d]) {
-                base += stride[d];
-                break;
-            }
-            kept_idx[d] = 0;
-            base -= stride[d] * (uint32_t)(in->dims[d] - 1);
-        }
-        if (d < 0) return MQ_OK;
+        if (!mq_odometer_step(rank, in->dims, stride, p.reduced, 0, kept_idx, &base)) return MQ_OK;
     }
 }

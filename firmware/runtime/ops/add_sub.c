@@ -1,11 +1,15 @@
 /*
- * ADD, int8 + int8 -> int8 with broadcasting (any ranks up to MQ_MAX_DIMS, as TFLM's
+ * ADD and SUB, int8 (+|-) int8 -> int8 with broadcasting (any ranks up to MQ_MAX_DIMS, as TFLM's
  * BroadcastBinaryOpSimple handles them) and a fused activation.
  *
  * As TFLM's reference integer Add: both inputs, offset by their zero points, are shifted left by
- * 20 bits and scaled by input_scale / (2 * max_input_scale); their sum is scaled by
- * 2 * max_input_scale / (2^20 * output_scale), offset by the output zero point and clamped.
- * All three multipliers must be below one (TFLM aborts otherwise; here check() rejects).
+ * 20 bits and scaled by input_scale / (2 * max_input_scale); their sum (SUB: their difference) is
+ * scaled by 2 * max_input_scale / (2^20 * output_scale), offset by the output zero point and
+ * clamped. All three multipliers must be below one (TFLM aborts otherwise; here check() rejects).
+ * The larger scale is chosen in float, the ratios are computed in double, for SUB too: so does the
+ * tflite-micro build that serves as the oracle (measured: TFLM sources of 2023-2026 compute SUB's
+ * ratios in float, which changes about one result in 65536 at some quantizations; the PyPI build
+ * matches the double version on all of them).
  */
 #include "../mq_fixedpoint.h"
 #include "mq_op_util.h"
@@ -17,6 +21,7 @@ typedef struct add_params {
     int32_t in1_multiplier, in2_multiplier, out_multiplier;
     int in1_shift, in2_shift, out_shift;
     int32_t act_min, act_max;
+    int32_t sign; /* +1 ADD, -1 SUB: the second scaled operand is added or subtracted */
 } add_params;
 
 /* A multiplier in (0, 1) quantized with a shift <= 0, as QuantizeMultiplierSmallerThanOneExp. */
@@ -27,7 +32,7 @@ static mq_status below_one(double real, int32_t *multiplier, int *shift)
     return *shift > 0 ? MQ_ERR_QUANTIZATION : MQ_OK;
 }
 
-static mq_status add_prepare(const mq_op_ctx *ctx, add_params *p, mq_broadcast *bc)
+static mq_status add_prepare(const mq_op_ctx *ctx, int32_t sign, add_params *p, mq_broadcast *bc)
 {
     const mq_tensor *a, *b, *out;
     double twice_max, real1, real2, real_out;
@@ -35,6 +40,7 @@ static mq_status add_prepare(const mq_op_ctx *ctx, add_params *p, mq_broadcast *
 
     if ((s = mq_binary_int8_operands(ctx, &a, &b, &out, bc)) != MQ_OK) return s;
 
+    p->sign = sign;
     p->in1_offset = -a->zero_point;
     p->in2_offset = -b->zero_point;
     p->out_offset = out->zero_point;
@@ -49,11 +55,11 @@ static mq_status add_prepare(const mq_op_ctx *ctx, add_params *p, mq_broadcast *
     return mq_activation_range_int8(ctx->options->activation, out, &p->act_min, &p->act_max);
 }
 
-mq_status mq_check_add(const mq_op_ctx *ctx)
+static mq_status check(const mq_op_ctx *ctx, int32_t sign)
 {
     add_params p;
     mq_broadcast bc;
-    return add_prepare(ctx, &p, &bc);
+    return add_prepare(ctx, sign, &p, &bc);
 }
 
 static void add_row(const int8_t *in1, uint32_t step1, const int8_t *in2, uint32_t step2,
@@ -62,24 +68,30 @@ static void add_row(const int8_t *in1, uint32_t step1, const int8_t *in2, uint32
     const add_params *p = (const add_params *)params;
     int32_t i;
     for (i = 0; i < n; ++i) {
-        /* |value| <= 255, so the shifted values stay below 2^28 and their sum cannot overflow. */
+        /* |value| <= 255, so the shifted values stay below 2^28 and their sum or difference cannot
+         * overflow. */
         const int32_t v1 = (p->in1_offset + in1[(uint32_t)i * step1]) * (1 << ADD_LEFT_SHIFT);
         const int32_t v2 = (p->in2_offset + in2[(uint32_t)i * step2]) * (1 << ADD_LEFT_SHIFT);
         const int32_t sum = mq_multiply_by_quantized_multiplier(v1, p->in1_multiplier, p->in1_shift) +
-                            mq_multiply_by_quantized_multiplier(v2, p->in2_multiplier, p->in2_shift);
+                            p->sign * mq_multiply_by_quantized_multiplier(v2, p->in2_multiplier, p->in2_shift);
         const int32_t r = mq_multiply_by_quantized_multiplier(sum, p->out_multiplier, p->out_shift) +
                           p->out_offset;
         out[i] = (int8_t)mq_clamp(r, p->act_min, p->act_max);
     }
 }
 
-mq_status mq_eval_add(const mq_op_ctx *ctx)
+static mq_status eval(const mq_op_ctx *ctx, int32_t sign)
 {
     add_params p;
     mq_broadcast bc;
-    mq_status s = add_prepare(ctx, &p, &bc);
+    mq_status s = add_prepare(ctx, sign, &p, &bc);
     if (s != MQ_OK) return s;
     mq_broadcast_run(&bc, (const int8_t *)ctx->inputs[0]->data, (const int8_t *)ctx->inputs[1]->data,
                      (int8_t *)ctx->outputs[0]->data, add_row, &p);
     return MQ_OK;
 }
+
+mq_status mq_check_add(const mq_op_ctx *ctx) { return check(ctx, 1); }
+mq_status mq_eval_add(const mq_op_ctx *ctx) { return eval(ctx, 1); }
+mq_status mq_check_sub(const mq_op_ctx *ctx) { return check(ctx, -1); }
+mq_status mq_eval_sub(const mq_op_ctx *ctx) { return eval(ctx, -1); }
