@@ -36,8 +36,7 @@ static int floor_log2(uint32_t v)
 static mq_status mean_prepare(const mq_op_ctx *ctx, mean_params *p)
 {
     const mq_tensor *in, *axis, *out;
-    uint32_t i, naxes, kept = 1;
-    int32_t d, m;
+    int32_t m;
     int shift, fold;
     mq_status s;
 
@@ -48,29 +47,7 @@ static mq_status mean_prepare(const mq_op_ctx *ctx, mean_params *p)
     if (in == NULL || axis == NULL || out == NULL) return MQ_ERR_MALFORMED;
     if ((s = mq_check_int8_activation(in)) != MQ_OK) return s;
     if ((s = mq_check_int8_activation(out)) != MQ_OK) return s;
-    if (axis->type != MQ_INT32) return MQ_ERR_UNSUPPORTED_TYPE;
-    /* The axes are read at check time: they must be model constants. */
-    if (!axis->is_constant || axis->data == NULL) return MQ_ERR_UNSUPPORTED_OPTION;
-
-    naxes = mq_tensor_elements(axis);
-    for (d = 0; d < MQ_MAX_DIMS; ++d) p->reduced[d] = 0;
-    /* A rank-0 input ignores its axes, as TFLM's ResolveAxis does. */
-    for (i = 0; in->ndims > 0 && i < naxes; ++i) {
-        int32_t a = mq_load_i32(axis->data, i);
-        if (a < -(int32_t)in->ndims || a >= (int32_t)in->ndims) return MQ_ERR_SHAPE;
-        if (a < 0) a += in->ndims;
-        p->reduced[a] = 1;
-    }
-    p->count = 1;
-    for (d = 0; d < (int32_t)in->ndims; ++d) {
-        if (p->reduced[d]) {
-            p->count *= in->dims[d]; /* <= element count <= INT32_MAX */
-        } else {
-            kept *= (uint32_t)in->dims[d];
-        }
-    }
-    /* TFLM writes the kept elements densely whatever the output's shape: the counts must agree. */
-    if (mq_tensor_elements(out) != kept) return MQ_ERR_SHAPE;
+    if ((s = mq_reduction_axes(in, axis, out, p->reduced, &p->count)) != MQ_OK) return s;
 
     if ((s = mq_checked_multiplier((double)in->scale / (double)out->scale, &m, &shift)) != MQ_OK) return s;
     fold = floor_log2((uint32_t)p->count);

@@ -317,3 +317,29 @@ void mq_block_multipliers(const mq_weighted_operands *w, int32_t c0, int32_t n, 
         }
     }
 }
+
+mq_status mq_reduction_axes(const mq_tensor *in, const mq_tensor *axis, const mq_tensor *out,
+                            uint8_t reduced[MQ_MAX_DIMS], int32_t *count)
+{
+    uint32_t i, kept = 1;
+    int32_t d;
+    if (axis->type != MQ_INT32) return MQ_ERR_UNSUPPORTED_TYPE;
+    /* The axes are read at check time: they must be model constants. */
+    if (!axis->is_constant || axis->data == NULL) return MQ_ERR_UNSUPPORTED_OPTION;
+    for (d = 0; d < MQ_MAX_DIMS; ++d) reduced[d] = 0;
+    for (i = 0; in->ndims > 0 && i < mq_tensor_elements(axis); ++i) {
+        int32_t a = mq_load_i32(axis->data, i);
+        if (a < -(int32_t)in->ndims || a >= (int32_t)in->ndims) return MQ_ERR_SHAPE;
+        if (a < 0) a += in->ndims;
+        reduced[a] = 1;
+    }
+    *count = 1;
+    for (d = 0; d < (int32_t)in->ndims; ++d) {
+        if (reduced[d]) {
+            *count *= in->dims[d]; /* <= element count <= INT32_MAX */
+        } else {
+            kept *= (uint32_t)in->dims[d];
+        }
+    }
+    return mq_tensor_elements(out) == kept ? MQ_OK : MQ_ERR_SHAPE;
+}

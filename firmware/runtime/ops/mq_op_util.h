@@ -139,6 +139,13 @@ static inline uint32_t mq_offset4(const int32_t *dims, int32_t b, int32_t y, int
 }
 
 /* Two's-complement reinterpretation of a uint32 (no implementation-defined conversion). */
+/* The reduction axes of MEAN and REDUCE_MAX: `axis` must be a constant int32 tensor (negative
+ * axes count from the end; a rank-0 input ignores them, as TFLM's ResolveAxis does); reduced[d] is
+ * set to 1 for every reduced dimension of `in`, *count to the number of elements each output
+ * element reduces. The output must hold exactly the kept elements (TFLM writes them densely). */
+mq_status mq_reduction_axes(const mq_tensor *in, const mq_tensor *axis, const mq_tensor *out,
+                            uint8_t reduced[MQ_MAX_DIMS], int32_t *count);
+
 /* One step of an odometer over the dimensions d with selected[d] == want (the reduced ones, or the
  * kept ones) of a tensor with `dims` and row-major `stride`: the last such index that can grow
  * grows and `*off` moves with it; indices that wrap go back to 0. Returns 0 once all wrapped. */

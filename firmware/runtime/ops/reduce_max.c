@@ -14,8 +14,7 @@ typedef struct reduce_params {
 static mq_status reduce_prepare(const mq_op_ctx *ctx, reduce_params *p)
 {
     const mq_tensor *in, *axis, *out;
-    uint32_t i, kept = 1;
-    int32_t d;
+    int32_t count;
     mq_status s;
 
     if (ctx->ninputs != 2 || ctx->noutputs != 1) return MQ_ERR_MALFORMED;
@@ -26,22 +25,7 @@ static mq_status reduce_prepare(const mq_op_ctx *ctx, reduce_params *p)
     if ((s = mq_check_int8_activation(in)) != MQ_OK) return s;
     if ((s = mq_check_int8_activation(out)) != MQ_OK) return s;
     if ((double)in->scale != (double)out->scale || in->zero_point != out->zero_point) return MQ_ERR_QUANTIZATION;
-    if (axis->type != MQ_INT32) return MQ_ERR_UNSUPPORTED_TYPE;
-    /* The axes are read at check time: they must be model constants. */
-    if (!axis->is_constant || axis->data == NULL) return MQ_ERR_UNSUPPORTED_OPTION;
-
-    for (d = 0; d < MQ_MAX_DIMS; ++d) p->reduced[d] = 0;
-    /* A rank-0 input ignores its axes, as TFLM's ResolveAxis does. */
-    for (i = 0; in->ndims > 0 && i < mq_tensor_elements(axis); ++i) {
-        int32_t a = mq_load_i32(axis->data, i);
-        if (a < -(int32_t)in->ndims || a >= (int32_t)in->ndims) return MQ_ERR_SHAPE;
-        if (a < 0) a += in->ndims;
-        p->reduced[a] = 1;
-    }
-    for (d = 0; d < (int32_t)in->ndims; ++d) {
-        if (!p->reduced[d]) kept *= (uint32_t)in->dims[d];
-    }
-    return mq_tensor_elements(out) == kept ? MQ_OK : MQ_ERR_SHAPE;
+    return mq_reduction_axes(in, axis, out, p->reduced, &count);
 }
 
 mq_status mq_check_reduce_max(const mq_op_ctx *ctx)
