@@ -63,10 +63,13 @@ def run_explain(cfg: Config, out_dir: str | Path, *, board: str | None = "qemu-n
         console.print(f"measuring the int8 models on {board}")
         report = validate(board, prep.out, progress=progress)
 
-    console.print("explaining: QAT vs weights copied + PTQ, calibration split, per-layer errors")
-    qat_weights = copy_qat_weights(prep.qat_model, prep.float_model)  # the float model holding QAT's weights
+    console.print("explaining: " + ("QAT vs weights copied + PTQ, " if prep.qat_model is not None else "")
+                  + "calibration split, per-layer errors")
+    # The float model holding QAT's weights; an exported SavedModel has no QAT model, hence no finding (a).
+    qat_weights = None if prep.qat_model is None else copy_qat_weights(prep.qat_model, prep.float_model)
     explain = {
-        "weights_copied": weights_copied_scenario(prep, qat_weights),
+        "weights_copied": None if qat_weights is None else weights_copied_scenario(prep, qat_weights),
+        "no_qat": prep.qat_history.get("skipped"),
         "sample_size": sample_size_entries(report, gap_points, prep.out),
         "calibration": calibration_scenario(prep),
         "device": device_scenario(report, prep.out) if board is not None else None,
@@ -244,8 +247,9 @@ def layer_scenario(prep, qat_weights, *, progress: bool = True) -> dict:
     by_variant = {c.variant: c for c in prep.conversions}
     result = {"ptq": layer_errors(prep.float_model, by_variant["ptq"].tflite, x, representative=prep.representative,
                                   progress=progress)}
-    result["qat"] = layer_errors(qat_weights, by_variant["qat"].tflite, x, progress=progress)
-    result["qat"]["reference"] = "float model with the QAT weights"
+    if qat_weights is not None:
+        result["qat"] = layer_errors(qat_weights, by_variant["qat"].tflite, x, progress=progress)
+        result["qat"]["reference"] = "float model with the QAT weights"
     return result
 
 
@@ -278,6 +282,8 @@ def _qat_range_sentence(status: dict | None) -> str | None:
 
 
 def finding_a(explain: dict) -> list[str]:
+    if explain["weights_copied"] is None:
+        return [f"No QAT model to compare: {explain['no_qat']}."]
     diff = explain["weights_copied"]["diff"]
     s, out = diff["summary"], diff["outputs"]
     moved = [t for t in diff["tensors"] if t["kind"] in ("input", "activation") and

@@ -32,6 +32,9 @@ from mcuquant.progress import console
 from mcuquant.tasks import get_task
 
 FLOAT_EPOCHS_FOR_ZOO = 30
+NO_QAT_FOR_EXPORTED = ("the model is an exported SavedModel (Keras 3 model.export()): a traced graph without layers, "
+                       "which tfmot cannot make quantization-aware; the ladder has its float and PTQ rungs. For the QAT "
+                       "rungs give the .keras or .h5 file of the model (model.save())")
 INT8_VARIANTS = ("ptq", "qat")  # conversions the builtin runtime can run
 RUNGS_FILE = "rungs.npz"  # per-sample predictions (and integer outputs) of every rung
 
@@ -76,16 +79,9 @@ def _build_model(cfg: Config, data: Dataset):
     else:
         model = load_user_model(source)
         epochs = 0 if cfg.training.epochs is None else cfg.training.epochs
-        if keras3.is_keras3(model):
-            if keras3.is_exported(model):
-                raise ModelError(f"{source} is an exported SavedModel (Keras 3 model.export()): a traced graph without "
-                                 "layers, which tfmot cannot make quantization-aware, so the ladder's QAT rungs cannot be "
-                                 "built. Give the .keras or .h5 file of the model (model.save()); the exported folder "
-                                 "itself works with `mcuquant layers` and `mcuquant validate --model DIR --data ...` "
-                                 "(float and PTQ)")
-            if epochs:
-                raise ModelError(f"{source} was saved by Keras 3, which mcuquant evaluates as saved: set "
-                                 "training.epochs = 0 (the default for your own model) and train it in Keras 3 before")
+        if keras3.is_keras3(model) and epochs:
+            raise ModelError(f"{source} was saved by Keras 3, which mcuquant evaluates as saved: set "
+                             "training.epochs = 0 (the default for your own model) and train it in Keras 3 before")
     return model, epochs
 
 
@@ -125,7 +121,7 @@ class Prepared:
     out: Path
     data: Dataset
     float_model: object  # tf_keras Model, or Keras 3 Model
-    qat_model: object
+    qat_model: object  # None for an exported SavedModel (no QAT rungs)
     representative: np.ndarray  # PTQ calibration samples (train split)
     conversions: list  # quantize.Conversion
     history: dict
@@ -153,23 +149,30 @@ def prepare(cfg: Config, out_dir: str | Path, *, progress: bool = True, data: Da
     data = data.for_model_input(tuple(model.input_shape[1:]))  # e.g. (8, 8) images for a model taking (8, 8, 1)
     check_model_fits_data(model, data)
     data.save(out / "dataset.npz")
-    translation = None
-    if keras3.is_keras3(model):  # the float rung and PTQ use it as it is, QAT its verified tf-keras translation
+    translation, qat_model, qat_history = None, None, {"skipped": NO_QAT_FOR_EXPORTED}
+    if keras3.is_keras3(model) and keras3.is_exported(model):
+        # Float and PTQ only: nothing to make QAT from; the exported folder is the float model's artifact.
         history = {"epochs_run": 0}
-        qat_base, translation = keras3.to_tf_keras(model, data.x_test)
-        console.print(f"Keras 3 model: translated to tf-keras for QAT ({translation['layers']} layers); outputs on "
-                      f"{translation['samples']} test samples differ by at most {translation['max_abs_difference']:.2g} "
-                      f"(tolerance {translation['tolerance']:.2g})")
+        console.print(f"exported SavedModel: no QAT rungs ({NO_QAT_FOR_EXPORTED.split('; ', 1)[1]})")
     else:
-        history = train_float(model, data, cfg.training, epochs, progress=progress)
-        qat_base = model
-    keras3.save_model(model, out / "float.keras")
-    qat_model, qat_history = quantization_aware(qat_base, data, cfg.training, progress=progress)
+        if keras3.is_keras3(model):  # the float rung and PTQ use it as it is, QAT its verified tf-keras translation
+            history = {"epochs_run": 0}
+            qat_base, translation = keras3.to_tf_keras(model, data.x_test)
+            console.print(f"Keras 3 model: translated to tf-keras for QAT ({translation['layers']} layers); outputs "
+                          f"on {translation['samples']} test samples differ by at most "
+                          f"{translation['max_abs_difference']:.2g} (tolerance {translation['tolerance']:.2g})")
+        else:
+            history = train_float(model, data, cfg.training, epochs, progress=progress)
+            qat_base = model
+        keras3.save_model(model, out / "float.keras")
+        qat_model, qat_history = quantization_aware(qat_base, data, cfg.training, progress=progress)
 
     representative = representative_samples(data.x_train, cfg.quantization.representative_samples, cfg.data.seed)
-    console.print("converting to TFLite: PTQ int8, QAT int8" + (", PTQ int16x8" if cfg.quantization.int16x8 else ""))
-    conversions = [convert_ptq(model, representative, per_channel=cfg.quantization.per_channel),
-                   convert_qat(qat_model, representative)]
+    console.print("converting to TFLite: PTQ int8" + (", QAT int8" if qat_model is not None else "")
+                  + (", PTQ int16x8" if cfg.quantization.int16x8 else ""))
+    conversions = [convert_ptq(model, representative, per_channel=cfg.quantization.per_channel)]
+    if qat_model is not None:
+        conversions.append(convert_qat(qat_model, representative))
     if cfg.quantization.int16x8:
         conversions.append(convert_ptq16x8(model, representative))
     for conv in conversions:
@@ -187,7 +190,9 @@ def evaluate_ladder(prep: Prepared, *, progress: bool = True) -> dict:
     """Run every host rung of `prep` on the test split; write rungs.npz and report.json; return the report."""
     data, out, model, conversions = prep.data, prep.out, prep.float_model, prep.conversions
     task = get_task(data.task)
-    rungs = [Rung("keras-float", _keras_predictions(model, data)), Rung("keras-qat", _keras_predictions(prep.qat_model, data))]
+    rungs = [Rung("keras-float", _keras_predictions(model, data))]
+    if prep.qat_model is not None:
+        rungs.append(Rung("keras-qat", _keras_predictions(prep.qat_model, data)))
     agreements = []
     for conv in conversions:
         kinds = [k for k in RUNTIMES if k != "builtin-host" or conv.variant in INT8_VARIANTS]
@@ -224,7 +229,8 @@ def evaluate_ladder(prep: Prepared, *, progress: bool = True) -> dict:
         "rungs": results,
         "comparisons": comparisons,
         "agreement": agreements,
-        "artifacts": {"dir": str(out), "dataset": "dataset.npz", "float_model": "float.keras", "rungs": RUNGS_FILE,
+        "artifacts": {"dir": str(out), "dataset": "dataset.npz", "rungs": RUNGS_FILE,
+                      "float_model": "float.keras" if (out / "float.keras").exists() else cfg.model.source,
                       **{f"{c.variant}_tflite": f"{c.variant}.tflite" for c in conversions}},
     }
     write_json(report, out / "report.json")

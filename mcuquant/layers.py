@@ -29,6 +29,7 @@ from mcuquant.graph import Graph, match_tensors
 from mcuquant.interpreters import Runner, dequantize, quantize
 from mcuquant.models import keras3
 from mcuquant.progress import progress_bar
+from mcuquant.quantize import tflite_converter
 from mcuquant.tf_import import converter_output_captured, tensorflow
 
 REFERENCE = "keras float model"
@@ -207,10 +208,9 @@ def _quantized_activations(graph: Graph) -> list[int]:
 
 
 def _float_tflite(float_model) -> bytes:
-    tf = tensorflow()
     try:
-        with converter_output_captured():
-            return bytes(tf.lite.TFLiteConverter.from_keras_model(float_model).convert())
+        with tflite_converter(float_model) as converter, converter_output_captured():
+            return bytes(converter.convert())
     except Exception as exc:  # the converter raises many types
         raise ModelError(f"could not convert the float model to a float .tflite for reference: {exc}") from exc
 
@@ -396,7 +396,12 @@ def _add_local_errors(rows: list[dict], float_model, graph: Graph, representativ
 def _debugger_statistics(float_model, graph: Graph, representative: np.ndarray, x: np.ndarray) -> dict:
     """{tensor name: {"mean_squared_error", "scale", "zero_point"}} from the QuantizationDebugger."""
     tf = tensorflow()
-    converter = tf.lite.TFLiteConverter.from_keras_model(float_model)
+    with tflite_converter(float_model) as converter:
+        return _debugged(converter, graph, representative, x)
+
+
+def _debugged(converter, graph: Graph, representative: np.ndarray, x: np.ndarray) -> dict:
+    tf = tensorflow()
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if not any(t.per_channel for t in graph.tensors.values()):
         converter._experimental_disable_per_channel = True  # quantize weights as the given model does

@@ -8,13 +8,16 @@ never flattered by calibration on the same samples.
 from __future__ import annotations
 
 import hashlib
+import tempfile
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from mcuquant.errors import ModelError
 from mcuquant.graph import Graph, quantization_differences
+from mcuquant.models import keras3
 from mcuquant.tf_import import converter_output_captured, tensorflow
 
 # The converter's complaint when a QAT model is converted with int8 I/O but no representative set.
@@ -55,8 +58,54 @@ def representative_samples(x_train: np.ndarray, n: int, seed: int) -> np.ndarray
 
 
 def _convert(model, representative: np.ndarray | None, *, int16x8: bool = False, per_channel: bool = True) -> bytes:
+    with tflite_converter(model) as converter:
+        return _quantized(converter, representative, int16x8=int16x8, per_channel=per_channel)
+
+
+@contextmanager
+def tflite_converter(model):
+    """The TFLite converter of a tf-keras or Keras 3 model, valid inside the `with` block.
+
+    TF's own route for a Keras 3 model exports it with a batch of any size, and the converter then
+    keeps the shape arithmetic (SHAPE, STRIDED_SLICE, PACK) of every Flatten or Reshape in the int8
+    model. Exported here for a batch of one, what a microcontroller runs, each becomes one RESHAPE."""
+    with tempfile.TemporaryDirectory(prefix="mcuquant-export-") as folder:
+        yield _converter(model, folder)
+
+
+def _converter(model, folder: str):
     tf = tensorflow()
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if not keras3.is_keras3(model):
+        return tf.lite.TFLiteConverter.from_keras_model(model)
+    spec = tf.TensorSpec((1, *model.input_shape[1:]), model.inputs[0].dtype, name="input")
+    if _has_loop(model, spec):
+        # Keras 3 traces LSTM/GRU/SimpleRNN as a While loop, which the converter cannot quantize (TF 2.21
+        # crashes the process on it); tf-keras's recurrent layers fuse into UNIDIRECTIONAL_SEQUENCE_LSTM.
+        # The ladder checks the translation against the Keras 3 model (report.json, model.translation).
+        if keras3.is_exported(model):
+            raise ModelError(f"exported SavedModel '{model.name}' holds a recurrent loop (a Keras 3 LSTM, GRU or "
+                             "SimpleRNN traced as a While op), which the TFLite converter cannot quantize. Give the "
+                             ".keras or .h5 file of the model (model.save()): mcuquant then converts its verified "
+                             "tf-keras translation, whose LSTM becomes one UNIDIRECTIONAL_SEQUENCE_LSTM")
+        return tf.lite.TFLiteConverter.from_keras_model(keras3.translate(model))
+    try:
+        with converter_output_captured():  # export prints the endpoints it writes
+            model.export(folder, input_signature=[spec], verbose=False)
+    except Exception as exc:  # Keras raises ValueError, TypeError... for a model it cannot trace
+        raise ModelError(f"could not export Keras 3 model '{model.name}' for a batch of one to convert it: {exc}") from exc
+    return tf.lite.TFLiteConverter.from_saved_model(folder)
+
+
+def _has_loop(model, spec) -> bool:
+    """Whether the graph `model` traces to for `spec` holds a While loop (in any function it calls)."""
+    tf = tensorflow()
+    graph = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec).graph.as_graph_def()
+    ops = {node.op for node in graph.node} | {node.op for f in graph.library.function for node in f.node_def}
+    return bool(ops & {"While", "StatelessWhile"})
+
+
+def _quantized(converter, representative: np.ndarray | None, *, int16x8: bool, per_channel: bool) -> bytes:
+    tf = tensorflow()
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if int16x8:
         converter.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
@@ -72,7 +121,6 @@ def _convert(model, representative: np.ndarray | None, *, int16x8: bool = False,
                 yield [x[None, ...]]
         converter.representative_dataset = samples
     try:
-        # A Keras 3 model is exported to a SavedModel first, which prints "Saved artifact at ..."
         with warnings.catch_warnings(), converter_output_captured():
             # "Statistics for quantized inputs were expected": int8 I/O is what we ask for
             warnings.simplefilter("ignore", UserWarning)

@@ -102,12 +102,12 @@ PTQ_CASES = {
         lambda L, tf: _chain(L.Conv1D(4, 3, dilation_rate=2, padding="same", activation="relu"),
                              L.Conv1D(3, 2, dilation_rate=3, padding="causal"))),
     "keras3:conv1d/maxpool1d/avgpool1d/gmp1d+gap1d": (
-        (16, 4), {"keras3": True}, ["EXPAND_DIMS", "CONV_2D", "MAX_POOL_2D", "AVERAGE_POOL_2D", "REDUCE_MAX", "MEAN"],
+        (16, 4), {"keras3": True}, ["RESHAPE", "CONV_2D", "MAX_POOL_2D", "AVERAGE_POOL_2D", "REDUCE_MAX", "MEAN"],
         lambda L, tf: _two_heads(_chain(L.Conv1D(8, 3, padding="same", activation="relu"), L.MaxPooling1D(2),
                                         L.AveragePooling1D(2)),
                                  L.GlobalMaxPooling1D(), L.GlobalAveragePooling1D(), L.Concatenate())),
     "keras3:conv1d/leaky/subtract": (
-        (12, 2), {"keras3": True}, ["EXPAND_DIMS", "LEAKY_RELU", "SUB"],
+        (12, 2), {"keras3": True}, ["PAD", "RESHAPE", "LEAKY_RELU", "SUB"],
         lambda L, tf: _two_heads(_chain(L.Conv1D(4, 3, padding="causal"), L.LeakyReLU(0.2)),
                                  L.Conv1D(4, 1), L.Conv1D(4, 1), L.Subtract())),
     "gmp2d/reduce-max-last-keepdims/reduce-max-axes-1-3": (

@@ -210,6 +210,41 @@ def test_an_exported_savedmodel_runs_and_converts_but_cannot_be_translated(k3_fi
         k3.translate(model)
 
 
+@pytest.mark.parametrize("kind", ["flatten", "lstm"])
+def test_keras3_conversions_hold_no_batch_shape_arithmetic(tmp_path, kind):
+    """TF converts a Keras 3 model exported for any batch size, which leaves SHAPE, STRIDED_SLICE and
+    PACK around every Flatten; mcuquant exports it for a batch of one, so the builtin runtime runs it
+    and its bytes are tflm-host's. A Keras 3 LSTM (a While loop, which crashes the quantizer) is
+    converted from its tf-keras translation, one fused LSTM op."""
+    from mcuquant.interpreters import Runner, quantize
+    from mcuquant.quantize import convert_ptq
+
+    k = keras3()
+    k.utils.set_random_seed(0)
+    if kind == "flatten":
+        layers = [k.Input((8, 8, 1)), k.layers.Conv2D(4, 3, activation="relu"), k.layers.Flatten(),
+                  k.layers.Dense(10, activation="softmax")]
+    else:
+        layers = [k.Input((12, 3)), k.layers.LSTM(5), k.layers.Dense(4)]
+    model = k.Sequential(layers)
+    x = np.random.default_rng(0).random((40, *model.input_shape[1:])).astype(np.float32)
+    k3.save_model(model, tmp_path / "m.keras")
+    model.export(str(tmp_path / "exported"), verbose=False)
+    if kind == "lstm":  # Keras 3 traces an LSTM as a While loop; only the .keras has layers to translate
+        with pytest.raises(ModelError, match=r"recurrent loop.*Give the \.keras or \.h5 file"):
+            convert_ptq(load_user_model(tmp_path / "exported"), x)
+    for path in (tmp_path / "m.keras",) + ((tmp_path / "exported",) if kind == "flatten" else ()):
+        conv = convert_ptq(load_user_model(path), x)
+        ops = conv.summary()["ops"]
+        if kind == "flatten":
+            assert ops == ["CONV_2D", "FULLY_CONNECTED", "RESHAPE", "SOFTMAX"], (path.name, ops)
+        else:  # the STRIDED_SLICE takes the last step's hidden state
+            assert ops == ["FULLY_CONNECTED", "STRIDED_SLICE", "UNIDIRECTIONAL_SEQUENCE_LSTM"], ops
+        oracle, builtin = Runner("tflm-host", conv.tflite), Runner("builtin-host", conv.tflite)
+        xq = quantize(x, oracle.input)
+        np.testing.assert_array_equal(builtin.run(xq, progress=False), oracle.run(xq, progress=False))
+
+
 def test_per_channel_switch_applies_to_keras3_models(k3_files, digits):
     from mcuquant.quantize import convert_ptq, representative_samples
 
@@ -262,11 +297,51 @@ def test_qat_weights_are_copied_into_the_translation(k3_files, digits):
     np.testing.assert_array_equal(clone.get_layer("conv2d").get_weights()[0], model.get_layer("conv2d").get_weights()[0])
 
 
-def test_compare_refuses_an_exported_savedmodel_in_one_line(k3_files, capsys, tmp_path):
-    rc, _, err = run(["compare", "--model", str(k3_files["export"]), "--data", "builtin:digits",
-                      "--out", str(tmp_path / "w"), "--quiet"], capsys)
-    assert rc == 2
-    assert_one_error_line(err, "exported SavedModel", "Give the .keras or .h5 file", "mcuquant layers")
+@pytest.fixture(scope="module")
+def explained_export(k3_files, tmp_path_factory):
+    """`mcuquant explain --no-device` on the exported SavedModel folder: (work folder, report)."""
+    from mcuquant.cli import main
+
+    work = tmp_path_factory.mktemp("explain-export")
+    rc = main(["explain", "--model", str(k3_files["export"]), "--data", "builtin:digits", "--split", SPLIT,
+               "--out", str(work), "--rep-samples", "100", "--no-device", "--quiet"])
+    assert rc == 0
+    return work, json.loads((work / "report.json").read_text())
+
+
+def test_an_exported_savedmodel_gets_the_float_and_ptq_rungs_and_says_why_no_qat(explained_export, k3_files):
+    """model.export() keeps a traced graph, which tfmot cannot make quantization-aware: the ladder
+    has every float and PTQ rung, and the report says why QAT is missing and what to give instead."""
+    work, report = explained_export
+    assert [r["id"] for r in report["rungs"]] == [r for r in HOST_RUNGS if "qat" not in r]
+    assert set(report["conversions"]) == {"ptq"} and not (work / "qat.tflite").exists()
+    assert "exported SavedModel" in report["model"]["qat_training"]["skipped"]
+    assert ".keras or .h5" in report["model"]["qat_training"]["skipped"]
+    assert report["artifacts"]["float_model"] == str(k3_files["export"])
+    from mcuquant.data import Dataset
+
+    test = Dataset.load(work / "dataset.npz")  # keras-float is the exported graph itself, run on the test split
+    float_errors = np.mean(np.argmax(k3_files["model"].predict(test.x_test, verbose=0), axis=1) != test.y_test)
+    rungs = {r["id"]: r for r in report["rungs"]}
+    assert rungs["keras-float"]["error_rate"] == pytest.approx(float_errors)
+    assert rungs["ptq/builtin-host"]["error_rate"] == rungs["ptq/tflm-host"]["error_rate"]
+    assert {c["b"] for c in report["comparisons"] if c["a"] == "keras-float"} >= {"ptq/tflm-host", "ptq/builtin-host"}
+    findings = {f["id"]: " ".join(f["sentences"]) for f in report["explain"]["findings"]}
+    assert findings["a"].startswith("No QAT model to compare: the model is an exported SavedModel")
+    assert "ptq/tflm-host" in findings["b"] and "keras-qat" not in findings["b"]
+    assert set(report["explain"]["layers"]) == {"ptq"} and report["explain"]["layers"]["ptq"]["rows"]
+    assert "Range differences (mcuquant explain)" in (work / "report.html").read_text()
+
+
+@pytest.mark.qemu
+def test_an_exported_savedmodel_validates_on_qemu(explained_export, pio_core, capsys):
+    work, _ = explained_export
+    rc, _, err = run(["validate", "--board", "qemu-nano33", "--model", str(work), "--quiet"], capsys)
+    assert rc == 0, err
+    report = json.loads((work / "report.json").read_text())
+    device = [r for r in report["rungs"] if r["id"].endswith("/device")]
+    assert [r["id"] for r in device] == ["ptq/device"]
+    assert device[0]["bit_exact_rate"] == 1.0 and device[0]["n"] == report["dataset"]["n_test"]
 
 
 @pytest.fixture(scope="module", params=["keras", "h5"])

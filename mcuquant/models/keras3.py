@@ -30,6 +30,7 @@ from mcuquant.tf_import import keras, keras3, tensorflow
 # quantization step of the output (range / 255), so a translation that passes cannot change what
 # an int8 model of it sees.
 TOLERANCE_OF_RANGE = 1e-4
+_RECURRENT = ("LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional")
 _RENAMED = {"InputLayer": {"batch_shape": "batch_input_shape"}, "LeakyReLU": {"negative_slope": "alpha"}}
 # Keras 3 options tf-keras does not have, with the value that means "not used".
 _KERAS3_ONLY = {"optional": False, "quantization_config": None, "lora_rank": None, "lora_alpha": None,
@@ -132,8 +133,15 @@ def translate(model):
                          "no layers, so it cannot be rebuilt in tf-keras for QAT. Give the .keras or .h5 file "
                          "saved with model.save()")
     tfk = keras()
+    # A static batch of one lets the converter fuse a tf-keras LSTM into UNIDIRECTIONAL_SEQUENCE_LSTM
+    # (with any batch size it fails on the TensorList ops of the loop), as the zoo's lstm does.
+    recurrent = any(type(layer).__name__ in _RECURRENT for layer in model.layers)
+
+    def batch_shape(shape):
+        return (1, *shape[1:]) if recurrent else tuple(shape)
+
     if type(model).__name__ == "Sequential":
-        translated = tfk.Sequential([tfk.Input(batch_shape=model.input_shape, name=model.inputs[0].name)]
+        translated = tfk.Sequential([tfk.Input(batch_shape=batch_shape(model.input_shape), name=model.inputs[0].name)]
                                     + [translate_layer(layer) for layer in model.layers], name=model.name)
     else:
         config = model.get_config()
@@ -142,7 +150,7 @@ def translate(model):
         for entry in config["layers"]:
             op = operations.get(entry["name"])
             if entry["class_name"] == "InputLayer":
-                inp = tfk.Input(batch_shape=op.batch_shape, dtype=op.dtype, name=op.name)
+                inp = tfk.Input(batch_shape=batch_shape(op.batch_shape), dtype=op.dtype, name=op.name)
                 tensors[(op.name, 0, 0)] = inp
                 continue
             layer = translate_layer(op, entry["class_name"], entry["name"])
