@@ -146,7 +146,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         cfg.target.board, args.model, data=getattr(args, "data.source"), data_options=cfg.data, samples=args.samples,
         out_dir=args.out, port=args.port, backend=args.backend, upload=not args.no_upload,
         require_labels=args.fail_under is not None, representative_samples=cfg.quantization.representative_samples,
-        per_channel=cfg.quantization.per_channel, progress=not args.quiet,
+        per_channel=cfg.quantization.per_channel, resume=args.resume, progress=not args.quiet,
     )
     if args.json:
         write_json(report, args.json)
@@ -344,6 +344,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "  M.tflite: with --data, its test split (normalized as in compare: --split/--seed/--normalize);\n"
                     "    without, --samples random int8 inputs (default 100, seeded by --seed)\n"
                     "  M.keras / M.h5 / SavedModel folder: converted with PTQ calibrated on --data's train split\n\n"
+                    "Every result is recorded as it arrives ({variant}_device_journal.jsonl in the output folder):\n"
+                    "a failed or interrupted run leaves report.json marked \"partial\" with what was measured, and\n"
+                    "the same command with --resume measures only the missing samples.\n\n"
                     "Exit status: 0 ok, 1 when --fail-under or --min-bit-exact is not met, 2 on errors.",
         epilog="examples:\n"
                "  mcuquant compare --out work && mcuquant validate --board qemu-nano33 --model work\n"
@@ -362,6 +365,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help="physical boards: do not build or flash; the board already runs the model "
                                "(`mcuquant build`), which the handshake checks")
     validate.add_argument("--json", metavar="FILE", help="also write the report to FILE")
+    validate.add_argument("--resume", action="store_true",
+                          help="continue an interrupted run: measure only the samples its journal lacks")
     validate.add_argument("--fail-under", type=_rate, metavar="ERR",
                           help="exit 1 when a device error rate is above ERR (0.05 or 5%%); needs labels")
     validate.add_argument("--min-bit-exact", type=_rate, metavar="R",

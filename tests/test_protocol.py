@@ -13,14 +13,13 @@ Three layers, each against real counterparts:
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import hashlib
 import os
 import random
-import selectors
 import signal
 import socket
 import subprocess
-import threading
 import time
 import zlib
 from contextlib import contextmanager
@@ -41,6 +40,7 @@ from mcuquant.device.link import DeviceErrorReply, DeviceNotReadyError, Link
 from mcuquant.errors import DeviceMismatchError, TransportError
 from mcuquant.interpreters import Runner
 
+from faultproxy import FaultProxy, drop_byte, flip, garbage, lose
 from conftest import random_int8_inputs
 
 STRICT = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-Wshadow", "-Wconversion"]
@@ -226,7 +226,7 @@ def test_cobs_decode_rejects_truncated_block(clib):
 
 def test_hello_frame_matches_the_spec_example():
     wire = p.encode_frame(p.MsgType.HELLO, 0)
-    assert wire == bytes.fromhex("00 03 01 01 01 01 01 05 b6 5b fe 47 00")
+    assert wire == bytes.fromhex("00 03 02 01 01 01 01 05 18 29 6a c1 00")
     assert wire.hex(" ") in (firmware_dir() / "protocol" / "PROTOCOL.md").read_text()
 
 
@@ -327,9 +327,10 @@ def test_empty_frames_are_ignored_and_a_stalled_partial_frame_expires(clib):
 
 def test_message_bodies_round_trip():
     spec = p.TensorSpec("int8", (1, 49, 10, 1), 0.5, -3, 490, 9)
-    info = p.DeviceInfo(1, 512, 0, "ab" * 32, 1000, 2000, "builtin", "instructions", "0.1.0", "", (spec,),
-                        (p.TensorSpec("int8", (1, 12), 1 / 256, -128, 12, 9),))
+    info = p.DeviceInfo(p.VERSION, 512, 0, "ab" * 32, 1000, 2000, "builtin", "instructions", "0.1.0", "", (spec,),
+                        (p.TensorSpec("int8", (1, 12), 1 / 256, -128, 12, 9),), busy_ms=50)
     assert p.parse_hello_reply(p.encode_hello_reply(info)) == info
+    assert p.parse_busy(p.encode_busy(1234, 17)) == (1234, 17)
     result = p.Result(0, 1234, 5, 12, bytes(range(12)), "")
     assert p.parse_result(p.encode_result(result)) == result
     failed = p.Result(11, 0, 6, 12, b"", "MQ_ERR_SHAPE")
@@ -341,6 +342,49 @@ def test_message_bodies_round_trip():
         p.parse_hello_reply(p.encode_hello_reply(info)[:-1])
     with pytest.raises(p.ProtocolError, match="unexpected bytes"):
         p.parse_input_ack(p.encode_input_ack(0, 1) + b"\x00")
+
+
+_GOOD_HELLO = p.DeviceInfo(p.VERSION, 512, 0, "ab" * 32, 1000, 2000, "builtin", "instructions", "0.1.0", "",
+                           (p.TensorSpec("int8", (1, 8, 8, 1), 0.5, -3, 64, 9),),
+                           (p.TensorSpec("int8", (1, 10), 1 / 256, -128, 10, 9),), busy_ms=50)
+
+
+def _with_input(**changes):
+    return dataclasses.replace(_GOOD_HELLO, inputs=(dataclasses.replace(_GOOD_HELLO.inputs[0], **changes),))
+
+
+# (the contradicting handshake, the field the error names)
+BAD_HELLOS = {
+    "input bytes vs shape": (_with_input(nbytes=100), r"input 0 bytes: 100 contradicts its shape \(1, 8, 8, 1\) of int8 "
+                                                       r"\(64 bytes\)"),
+    "int16 bytes vs shape": (_with_input(dtype="int16", tflite_type=7), r"input 0 bytes: 64 contradicts .* \(128 bytes\)"),
+    "zero dimension": (_with_input(shape=(1, 0, 8, 1)), r"input 0 shape: \(1, 0, 8, 1\) has a dimension below 1"),
+    "unknown dtype": (_with_input(dtype="tflite_type_99", tflite_type=99), "input 0 dtype: TFLite type 99"),
+    "negative scale": (_with_input(scale=-0.5), "input 0 scale"),
+    "output bytes": (dataclasses.replace(_GOOD_HELLO, outputs=(dataclasses.replace(_GOOD_HELLO.outputs[0], nbytes=12),)),
+                     "output 0 bytes: 12 contradicts"),
+    "no outputs": (dataclasses.replace(_GOOD_HELLO, outputs=()), "n_outputs: a ready backend lists"),
+    "arena": (dataclasses.replace(_GOOD_HELLO, arena_used=3000), "arena_used: 3000 bytes used of an arena of 2000"),
+    "failed but lists tensors": (dataclasses.replace(_GOOD_HELLO, backend_status=3), "backend_status: 3 .not ready."),
+    "max_frame": (dataclasses.replace(_GOOD_HELLO, max_frame=100), "max_frame: 100 is below"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_HELLOS))
+def test_a_handshake_that_contradicts_itself_names_the_field(case):
+    info, message = BAD_HELLOS[case]
+    with pytest.raises(p.ProtocolError, match="HELLO_REPLY field " + message):
+        p.parse_hello_reply(p.encode_hello_reply(info))
+
+
+def test_a_contradicting_handshake_is_one_clear_error_naming_the_device():
+    """Over a real link, as a device would send it: a TransportError naming the device and the field."""
+    from mcuquant.errors import TransportError
+
+    port = serial.serial_for_url("loop://", timeout=0.05)
+    port.write(p.encode_frame(p.MsgType.HELLO_REPLY, 0, p.encode_hello_reply(BAD_HELLOS["input bytes vs shape"][0])))
+    with pytest.raises(TransportError, match=r"loop://: HELLO_REPLY field input 0 bytes: 100 .* rebuild and flash"):
+        Link(port, name="loop://", handshake_timeout=1).handshake()
 
 
 def test_inputs_are_checked_before_anything_is_sent():
@@ -482,8 +526,8 @@ def test_small_frames_chunk_inputs_and_read_outputs(conv_model):
         for x in xs:
             y, _ = link.infer(x)
             assert y.tobytes() == tflm.invoke(x).tobytes() == builtin.invoke(x).tobytes()
-        # Per inference: 2 INPUT + INVOKE + 4 READ_OUTPUT, after the HELLO.
-        assert proxy.counts == {"to_device": 1 + 7 * len(xs), "to_host": 1 + 7 * len(xs)}
+        # Per inference: INPUT + RUN (the last chunk) + 4 READ_OUTPUT, after the HELLO.
+        assert proxy.counts == {"to_device": 1 + 6 * len(xs), "to_host": 1 + 6 * len(xs)}
 
 
 def test_backend_failure_is_reported_in_the_handshake(kws_model):
@@ -512,7 +556,7 @@ def test_device_sequence_rules_and_reply_cache(kws_fw, kws_tflm):
             return p.parse_error(frame.body)[0]
 
         assert error_of(ask(port, reader, p.MsgType.INVOKE, 5)) == p.ErrorCode.BAD_SEQUENCE  # no HELLO yet
-        bad_version = ask(port, reader, p.MsgType.HELLO, 0, version=2)
+        bad_version = ask(port, reader, p.MsgType.HELLO, 0, version=p.VERSION + 1)
         assert error_of(bad_version) == p.ErrorCode.BAD_VERSION and bad_version.version == p.VERSION
         assert ask(port, reader, p.MsgType.HELLO, 100).seq == 100
         assert error_of(ask(port, reader, p.MsgType.INVOKE, 101)) == p.ErrorCode.BAD_REQUEST  # no input yet
@@ -539,6 +583,13 @@ def test_device_sequence_rules_and_reply_cache(kws_fw, kws_tflm):
         ask(port, reader, p.MsgType.INPUT, 110, p.encode_input(0, x[:100]))
         ask(port, reader, p.MsgType.INPUT, 111, p.encode_input(100, x[100:]))
         assert p.parse_result(ask(port, reader, p.MsgType.INVOKE, 112).body).inference == 2
+        # RUN: the last chunk, then the inference; a retry gets the cached RUN_RESULT.
+        ask(port, reader, p.MsgType.INPUT, 113, p.encode_input(0, x[:100]))
+        run = ask(port, reader, p.MsgType.RUN, 114, p.encode_input(100, x[100:]))
+        assert run.type == p.MsgType.RUN_RESULT and ask(port, reader, p.MsgType.RUN, 114, p.encode_input(100, x[100:])) == run
+        assert p.parse_result(run.body).inference == 3 and p.parse_result(run.body).inline == p.parse_result(first.body).inline
+        assert error_of(ask(port, reader, p.MsgType.RUN, 115, p.encode_input(0, x[:100]))) == p.ErrorCode.BAD_REQUEST
+        assert p.parse_result(ask(port, reader, p.MsgType.RUN, 116, p.encode_input(0, x)).body).inference == 4
 
 
 def test_oversized_and_garbage_frames_get_errors_and_the_device_keeps_serving(kws_fw):
@@ -626,118 +677,26 @@ def test_hostile_frames_never_break_the_device(kws_fw, kws_tflm):
 # Fault injection between the link and the firmware
 
 
-class FaultProxy:
-    """A TCP proxy between Link and firmware that can damage chosen frames.
-
-    ``faults`` maps (direction, n) to a function of the n-th frame's COBS bytes in that direction
-    ("to_device" or "to_host", counted from 0) returning the wire bytes to forward instead.
-    """
-
-    def __init__(self, target_url: str, faults: dict):
-        host, port = target_url.removeprefix("socket://").rsplit(":", 1)
-        self.target = (host, int(port))
-        self.faults = dict(faults)
-        self.applied: list[tuple[str, int]] = []
-        self.counts = {"to_device": 0, "to_host": 0}  # frames forwarded
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"socket://127.0.0.1:{self.listener.getsockname()[1]}"
-        self._stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        self.listener.settimeout(10)
-        try:
-            client, _ = self.listener.accept()
-        except OSError:
-            return
-        upstream = socket.create_connection(self.target, timeout=10)
-        peers = {client: (upstream, "to_device"), upstream: (client, "to_host")}
-        pending = {client: bytearray(), upstream: bytearray()}
-        counts = self.counts
-        with selectors.DefaultSelector() as sel, client, upstream:
-            for s in peers:
-                sel.register(s, selectors.EVENT_READ)
-            while not self._stop.is_set():
-                for key, _ in sel.select(0.05):
-                    src = key.fileobj
-                    dst, direction = peers[src]
-                    try:
-                        data = src.recv(65536)
-                    except OSError:
-                        return
-                    if not data:
-                        return
-                    buf = pending[src]
-                    buf += data
-                    while (end := buf.find(0)) >= 0:
-                        chunk = bytes(buf[:end])
-                        del buf[: end + 1]
-                        if not chunk:
-                            continue
-                        n = counts[direction]
-                        counts[direction] += 1
-                        out = b"\x00" + chunk + b"\x00"
-                        fault = self.faults.get((direction, n))
-                        if fault:
-                            out = fault(chunk)
-                            self.applied.append((direction, n))
-                        try:
-                            dst.sendall(out)
-                        except OSError:
-                            return
-
-    def close(self) -> None:
-        self._stop.set()
-        self.listener.close()
-        self.thread.join(timeout=5)
-
-    def __enter__(self) -> FaultProxy:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-def _flip(chunk: bytes) -> bytes:
-    damaged = bytearray(chunk)
-    damaged[len(damaged) // 2] ^= 0x5A if damaged[len(damaged) // 2] != 0x5A else 0xA5
-    return b"\x00" + bytes(damaged) + b"\x00"
-
-
-def _drop_byte(chunk: bytes) -> bytes:
-    return b"\x00" + chunk[: len(chunk) // 2] + chunk[len(chunk) // 2 + 1 :] + b"\x00"
-
-
-def _lose(chunk: bytes) -> bytes:
-    return b""
-
-
-def _garbage(chunk: bytes) -> bytes:
-    noise = random.Random(len(chunk)).randbytes(300)
-    return noise + b"\x00" + chunk + b"\x00"
-
-
-# Frames per direction with the KWS model (input fits one frame): 0 HELLO, then per inference
-# 2k+1 INPUT and 2k+2 INVOKE; replies likewise. So 3 / 4 are the second inference's.
+# Frames per direction with the KWS model (input fits one frame): 0 HELLO, then one RUN per
+# inference (k + 1 for inference k), replies likewise; re-sent frames count too.
 FAULTS = {
-    "corrupted reply": {("to_host", 4): _flip},
-    "reply missing a byte": {("to_host", 4): _drop_byte},
-    "lost reply": {("to_host", 4): _lose},
-    "corrupted request": {("to_device", 3): _flip},
-    "request missing a byte": {("to_device", 4): _drop_byte},
-    "lost request": {("to_device", 4): _lose},
-    "garbage to the device": {("to_device", 3): _garbage},
-    "garbage to the host": {("to_host", 2): _garbage},
-    "garbage before the handshake": {("to_device", 0): _garbage},
-    "several at once": {("to_host", 2): _lose, ("to_device", 3): _flip, ("to_host", 4): _drop_byte,
-                        ("to_device", 6): _garbage},
+    "corrupted reply": {("to_host", 4): flip},
+    "reply missing a byte": {("to_host", 4): drop_byte},
+    "lost reply": {("to_host", 4): lose},
+    "corrupted request": {("to_device", 3): flip},
+    "request missing a byte": {("to_device", 4): drop_byte},
+    "lost request": {("to_device", 4): lose},
+    "garbage to the device": {("to_device", 3): garbage},
+    "garbage to the host": {("to_host", 2): garbage},
+    "garbage before the handshake": {("to_device", 0): garbage},
+    "several at once": {("to_host", 2): lose, ("to_device", 3): flip, ("to_host", 4): drop_byte,
+                        ("to_device", 6): garbage},
 }
 
 
 @pytest.mark.parametrize("fault", list(FAULTS))
 def test_link_recovers_from_a_damaged_exchange(kws_model, kws_fw, kws_tflm, fault):
-    xs = random_int8_inputs(kws_tflm.input.shape[1:], 4, seed=21)
+    xs = random_int8_inputs(kws_tflm.input.shape[1:], 8, seed=21)
     with running(kws_fw) as fw, FaultProxy(fw.url, FAULTS[fault]) as proxy:
         with Link.open(proxy.url, expected_sha256=hashlib.sha256(kws_model).hexdigest(), **FAST) as link:
             for i, x in enumerate(xs):
@@ -751,11 +710,11 @@ def test_link_recovers_from_a_damaged_exchange(kws_model, kws_fw, kws_tflm, faul
 
 def test_retries_are_bounded_and_raise_transport_error(kws_fw, kws_tflm, caplog):
     x = random_int8_inputs(kws_tflm.input.shape[1:], 1, seed=1)[0]
-    lose_all_invokes = {("to_device", n): _lose for n in range(2, 20)}
-    with running(kws_fw) as fw, FaultProxy(fw.url, lose_all_invokes) as proxy:
+    lose_all_runs = {("to_device", n): lose for n in range(1, 20)}
+    with running(kws_fw) as fw, FaultProxy(fw.url, lose_all_runs) as proxy:
         with Link.open(proxy.url, timeout=0.3, invoke_timeout=0.3, retries=2) as link:
             started = time.monotonic()
-            with pytest.raises(TransportError, match=r"no valid reply to INVOKE \(seq 2\) after 3 attempts"):
+            with pytest.raises(TransportError, match=r"no valid reply to RUN \(seq 1\) after 3 attempts"):
                 link.infer(x)
             assert time.monotonic() - started < 3
     assert sum("retry" in r.getMessage() for r in caplog.records) == 2

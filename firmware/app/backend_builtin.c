@@ -147,3 +147,9 @@ int mq_backend_invoke(void)
     }
     return (int)s;
 }
+
+int mq_backend_set_progress(void (*fn)(void *ctx), void *ctx)
+{
+    mq_set_progress(&mq_backend_interpreter, fn, ctx);
+    return 1;
+}

@@ -288,6 +288,8 @@ uint32_t mq_backend_output_count(void) { return mcuquant_tflm::output_count(); }
 int mq_backend_input_spec(uint32_t i, mq_tensor_spec *spec) { return mcuquant_tflm::input_spec(i, spec); }
 int mq_backend_output_spec(uint32_t i, mq_tensor_spec *spec) { return mcuquant_tflm::output_spec(i, spec); }
 int mq_backend_invoke(void) { return mcuquant_tflm::invoke(); }
+/* TFLM runs its operators inside Invoke without a hook here: no keep-alives (HELLO_REPLY busy_ms 0). */
+int mq_backend_set_progress(void (*)(void *), void *) { return 0; }
 
 uint32_t mq_backend_arena_used(void) { return mcuquant_tflm::arena_used(); }
 

@@ -17,7 +17,7 @@ int main(void)
 
     mq_hal_init();
     /* Even when the backend fails to load the model, the loop runs: HELLO reports the error. */
-    mq_server_init(&server, mq_hal_counter, mq_hal_counter_unit(), MCUQUANT_VERSION);
+    mq_server_init(&server, mq_hal_counter, mq_hal_counter_unit(), MCUQUANT_VERSION, mq_hal_millis, mq_hal_write);
     for (;;) {
         uint8_t byte;
         const uint8_t *reply = NULL;

@@ -54,6 +54,10 @@ const uint8_t *mq_backend_output_data(uint32_t i); /* spec.bytes bytes, valid af
 /* Run one inference on the current inputs. Returns 0 or a backend-specific nonzero code. */
 int mq_backend_invoke(void);
 
+/* Ask the backend to call fn(ctx) between operators during mq_backend_invoke (the server sends
+ * keep-alives from it). Returns 1 when the backend will, 0 when it cannot (no keep-alives). */
+int mq_backend_set_progress(void (*fn)(void *ctx), void *ctx);
+
 #ifdef __cplusplus
 }
 #endif

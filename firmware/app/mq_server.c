@@ -119,6 +119,8 @@ static void hello_fixed_part(mq_server *s, mq_writer *w, uint32_t status, uint32
     mq_put_bytes(w, mq_backend_model_sha256(), 32);
     mq_put_u32(w, mq_backend_arena_used());
     mq_put_u32(w, mq_backend_arena_size());
+    mq_put_u16(w, s->busy_supported ? MQ_PROTO_BUSY_MS : 0u);
+    mq_put_u16(w, 0);
     mq_put_str(w, mq_backend_name(), 32);
     mq_put_str(w, s->counter_unit, 32);
     mq_put_str(w, s->firmware_version, 32);
@@ -188,25 +190,49 @@ static uint8_t handle_input(mq_server *s, const mq_frame *f, mq_writer *w, mq_pr
     return MQ_MSG_INPUT | MQ_MSG_REPLY;
 }
 
-static uint8_t handle_invoke(mq_server *s, const mq_frame *f, mq_writer *w, mq_proto_error *error,
+/* The backend's progress hook, after every operator: a BUSY frame at most every MQ_PROTO_BUSY_MS
+ * while it computes. Its whole cost lies between two counter reads made on every call, sending or
+ * not, and is taken out of the inference's counter delta: latency stays the model's own, and
+ * repeatable, whenever a keep-alive happens to go out. */
+static void send_busy(void *ctx)
+{
+    mq_server *s = (mq_server *)ctx;
+    uint32_t t0 = s->counter();
+    uint32_t now = s->millis();
+    ++s->busy_ops;
+    if (now - s->busy_last_ms >= MQ_PROTO_BUSY_MS) {
+        uint8_t body[8];
+        mq_writer w;
+        size_t n;
+        s->busy_last_ms = now;
+        mq_writer_init(&w, body, sizeof body);
+        mq_put_u32(&w, now - s->busy_start_ms);
+        mq_put_u32(&w, s->busy_ops);
+        n = mq_frame_encode(MQ_MSG_BUSY, s->busy_seq, body, w.len, s->busy_frame, sizeof s->busy_frame);
+        if (n > 0) s->write(s->busy_frame, n);
+    }
+    s->busy_counts += s->counter() - t0;
+}
+
+/* INVOKE, and RUN after its chunk is stored: run the inference and build the RESULT body. */
+static uint8_t run_inference(mq_server *s, const mq_frame *f, mq_writer *w, mq_proto_error *error,
                              const char **text)
 {
     uint32_t before, after, inline_bytes;
     int status;
-    if (f->body_len != 0) {
-        *error = MQ_PROTO_BAD_REQUEST;
-        *text = "INVOKE takes no body";
-        return 0;
-    }
     if (s->input_next != s->input_total) {
         *error = MQ_PROTO_BAD_REQUEST;
-        *text = "INVOKE before the whole input was sent (send it before every INVOKE)";
+        *text = "inference before the whole input was sent (send it before every INVOKE or RUN)";
         return 0;
     }
     s->input_next = 0; /* the backend may reuse input memory: the next sample is sent anew */
+    s->busy_seq = f->seq;
+    s->busy_ops = 0;
+    s->busy_counts = 0;
+    if (s->busy_supported) s->busy_start_ms = s->busy_last_ms = s->millis();
     before = s->counter();
     status = mq_backend_invoke();
-    after = s->counter();
+    after = s->counter() - s->busy_counts; /* without the keep-alive hook's own cost */
     mq_put_u8(w, status < 0 || status > 255 ? 255u : (uint32_t)status);
     mq_put_u8(w, 0);
     mq_put_u16(w, 0);
@@ -222,7 +248,26 @@ static uint8_t handle_invoke(mq_server *s, const mq_frame *f, mq_writer *w, mq_p
     } else {
         put_error_text(w, mq_backend_error());
     }
-    return MQ_MSG_INVOKE | MQ_MSG_REPLY;
+    return (uint8_t)(f->type | MQ_MSG_REPLY);
+}
+
+static uint8_t handle_invoke(mq_server *s, const mq_frame *f, mq_writer *w, mq_proto_error *error,
+                             const char **text)
+{
+    if (f->body_len != 0) {
+        *error = MQ_PROTO_BAD_REQUEST;
+        *text = "INVOKE takes no body";
+        return 0;
+    }
+    return run_inference(s, f, w, error, text);
+}
+
+static uint8_t handle_run(mq_server *s, const mq_frame *f, mq_writer *w, mq_proto_error *error,
+                          const char **text)
+{
+    if (handle_input(s, f, w, error, text) == 0) return 0;
+    mq_writer_init(w, w->buf, w->cap); /* the INPUT_ACK body is replaced by the RESULT */
+    return run_inference(s, f, w, error, text);
 }
 
 static uint8_t handle_read_output(mq_server *s, const mq_frame *f, mq_writer *w, mq_proto_error *error,
@@ -258,7 +303,8 @@ static void execute(mq_server *s, const mq_frame *f)
     mq_writer_init(&w, s->body, sizeof s->body);
     if (f->type == MQ_MSG_HELLO) {
         reply_type = handle_hello(s, &w);
-    } else if (f->type != MQ_MSG_INPUT && f->type != MQ_MSG_INVOKE && f->type != MQ_MSG_READ_OUTPUT) {
+    } else if (f->type != MQ_MSG_INPUT && f->type != MQ_MSG_INVOKE && f->type != MQ_MSG_READ_OUTPUT &&
+               f->type != MQ_MSG_RUN) {
         error = MQ_PROTO_UNKNOWN_TYPE;
         text = "unknown message type";
     } else if (s->backend_status != 0) {
@@ -268,6 +314,8 @@ static void execute(mq_server *s, const mq_frame *f)
         reply_type = handle_input(s, f, &w, &error, &text);
     } else if (f->type == MQ_MSG_INVOKE) {
         reply_type = handle_invoke(s, f, &w, &error, &text);
+    } else if (f->type == MQ_MSG_RUN) {
+        reply_type = handle_run(s, f, &w, &error, &text);
     } else {
         reply_type = handle_read_output(s, f, &w, &error, &text);
     }
@@ -286,17 +334,20 @@ static void execute(mq_server *s, const mq_frame *f)
 }
 
 void mq_server_init(mq_server *s, mq_counter_fn counter, const char *counter_unit,
-                    const char *firmware_version)
+                    const char *firmware_version, mq_counter_fn millis, mq_write_fn write)
 {
     memset(s, 0, sizeof *s);
     mq_rx_reset(&s->rx);
     s->counter = counter;
     s->counter_unit = counter_unit != NULL ? counter_unit : "";
     s->firmware_version = firmware_version != NULL ? firmware_version : "";
+    s->millis = millis;
+    s->write = write;
     s->backend_status = mq_backend_init();
     if (s->backend_status == 0) {
         s->input_total = space_total(1);
         s->output_total = space_total(0);
+        if (millis != NULL && write != NULL) s->busy_supported = mq_backend_set_progress(send_busy, s);
     }
 }
 

@@ -2,8 +2,9 @@
  * The device end of the serial protocol (firmware/protocol/PROTOCOL.md): turns received bytes
  * into replies, running the backend (mq_backend.h) for INPUT / INVOKE / READ_OUTPUT.
  *
- * No HAL calls: the caller feeds bytes and a millisecond clock and sends what comes back, and the
- * inference counter is passed in, so the main loop is the only board-specific glue.
+ * No HAL calls: the caller feeds bytes and a millisecond clock and sends what comes back; the
+ * inference counter, the clock and the writer for keep-alives during an inference are passed in,
+ * so the main loop is the only board-specific glue.
  */
 #ifndef MQ_SERVER_H
 #define MQ_SERVER_H
@@ -21,6 +22,7 @@ extern "C" {
 #define MQ_SERVER_STATUS_SPECS_TOO_LARGE 255u
 
 typedef uint32_t (*mq_counter_fn)(void);
+typedef void (*mq_write_fn)(const uint8_t *data, size_t len);
 
 typedef struct mq_server {
     mq_rx rx;
@@ -38,11 +40,21 @@ typedef struct mq_server {
     mq_counter_fn counter;
     const char *counter_unit;
     const char *firmware_version;
+    /* Keep-alives during an inference: BUSY frames sent from the backend's progress hook. */
+    mq_counter_fn millis;             /* the millisecond clock */
+    mq_write_fn write;                /* sends bytes to the host (blocking) */
+    int busy_supported;               /* the backend calls the hook between operators */
+    uint16_t busy_seq;                /* the request being executed */
+    uint32_t busy_start_ms, busy_last_ms, busy_ops;
+    uint32_t busy_counts;             /* counter ticks spent in the hook this inference */
+    uint8_t busy_frame[32];           /* a BUSY frame being sent */
 } mq_server;
 
-/* Initializes the backend too (mq_backend_init), whatever its outcome: HELLO reports it. */
+/* Initializes the backend too (mq_backend_init), whatever its outcome: HELLO reports it.
+ * millis and write let the server send BUSY keep-alives while an inference runs (either may be
+ * NULL: then it sends none and HELLO_REPLY announces busy_ms 0). */
 void mq_server_init(mq_server *s, mq_counter_fn counter, const char *counter_unit,
-                    const char *firmware_version);
+                    const char *firmware_version, mq_counter_fn millis, mq_write_fn write);
 
 /* Feed one received byte; returns how many bytes to send from *out (0: nothing to send). *out
  * stays valid until the next call. */

@@ -14,7 +14,7 @@
 extern "C" {
 #endif
 
-#define MQ_PROTO_VERSION 1u
+#define MQ_PROTO_VERSION 2u
 
 /* Largest decoded frame (header + body + CRC) the device accepts and sends. */
 #ifndef MQ_PROTO_MAX_FRAME
@@ -27,6 +27,11 @@ extern "C" {
 /* A partial frame that stalls this long is discarded (milliseconds). */
 #ifndef MQ_PROTO_RX_TIMEOUT_MS
 #define MQ_PROTO_RX_TIMEOUT_MS 500u
+#endif
+
+/* While an inference runs, a BUSY frame goes out at most this often (device milliseconds). */
+#ifndef MQ_PROTO_BUSY_MS
+#define MQ_PROTO_BUSY_MS 50u
 #endif
 
 #define MQ_PROTO_HEADER_BYTES 6u
@@ -45,8 +50,10 @@ enum {
     MQ_MSG_INPUT = 0x02,
     MQ_MSG_INVOKE = 0x03,
     MQ_MSG_READ_OUTPUT = 0x04,
+    MQ_MSG_RUN = 0x05,    /* the input's last chunk, then the inference: one round trip per sample */
     MQ_MSG_ERROR = 0x7F,
-    MQ_MSG_REPLY = 0x80
+    MQ_MSG_REPLY = 0x80,
+    MQ_MSG_BUSY = 0xFE    /* device -> host while an inference runs (keep-alive), not a reply */
 };
 
 /* ERROR codes; 1..3 are frame-level (the header could not be trusted). */

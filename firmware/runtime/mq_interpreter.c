@@ -192,8 +192,18 @@ mq_status mq_invoke(mq_interpreter *it)
             it->error_op = (int32_t)i;
             return fail(it, s, op_failure_detail(s));
         }
+        if (it->progress != NULL) it->progress(it->progress_ctx);
     }
     return MQ_OK;
+}
+
+size_t mq_interpreter_size(void) { return sizeof(mq_interpreter); }
+
+void mq_set_progress(mq_interpreter *it, void (*fn)(void *ctx), void *ctx)
+{
+    if (it == NULL) return;
+    it->progress = fn;
+    it->progress_ctx = ctx;
 }
 
 uint32_t mq_input_count(const mq_interpreter *it)

@@ -90,6 +90,8 @@ typedef struct mq_interpreter {
     int32_t error_op;            /* operator index of the last error, -1 when not op-specific */
     const char *error_detail;    /* static string naming what failed, "" when none */
     uint32_t ready;
+    void (*progress)(void *ctx); /* called after every operator of mq_invoke when set (mq_set_progress) */
+    void *progress_ctx;
 } mq_interpreter;
 
 /*
@@ -100,6 +102,10 @@ typedef struct mq_interpreter {
 mq_status mq_init(mq_interpreter *it, const uint8_t *model, size_t model_len,
                   uint8_t *arena, size_t arena_len);
 mq_status mq_invoke(mq_interpreter *it);
+/* After mq_init: call fn(ctx) after every operator of each mq_invoke (e.g. a link keep-alive). */
+void mq_set_progress(mq_interpreter *it, void (*fn)(void *ctx), void *ctx);
+/* sizeof(mq_interpreter): the host runtime's ctypes mirror of the struct checks itself against it. */
+size_t mq_interpreter_size(void);
 uint32_t mq_input_count(const mq_interpreter *it);
 uint32_t mq_output_count(const mq_interpreter *it);
 mq_tensor *mq_input(mq_interpreter *it, uint32_t i);   /* NULL when out of range */

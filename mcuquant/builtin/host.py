@@ -196,6 +196,8 @@ class MqInterpreter(ctypes.Structure):
         ("error_op", ctypes.c_int32),
         ("error_detail", ctypes.c_char_p),
         ("ready", ctypes.c_uint32),
+        ("progress", ctypes.c_void_p),
+        ("progress_ctx", ctypes.c_void_p),
     ]
 
 
@@ -219,6 +221,11 @@ def load_library() -> ctypes.CDLL:
         lib.mq_op_code_at.restype = ctypes.c_int32
         lib.mq_metadata_bytes.argtypes = [p_it, ctypes.c_uint32, ctypes.c_uint32, ctypes.c_uint32, ctypes.c_uint32]
         lib.mq_metadata_bytes.restype = ctypes.c_uint64
+        lib.mq_interpreter_size.restype = ctypes.c_size_t
+        if lib.mq_interpreter_size() != ctypes.sizeof(MqInterpreter):
+            # The C runtime would write past the Python-owned struct: heap corruption, crashes far away.
+            raise RuntimeError(f"MqInterpreter mirrors {ctypes.sizeof(MqInterpreter)} bytes of mq_interpreter, which "
+                               f"has {lib.mq_interpreter_size()}: update its _fields_ from mq_runtime.h")
         _LIB = lib
     return _LIB
 

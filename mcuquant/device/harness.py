@@ -46,9 +46,14 @@ LATENCY_NOTES = {
     "microseconds": "microseconds per inference (the board's micros() clock)",
     "": "the board has no counter: no latency",
 }
-#: Seconds to wait for one reply (an inference may take much longer: INVOKE_TIMEOUT_S).
-REPLY_TIMEOUT_S = 5.0
+#: Seconds of silence before a request is re-sent: the device sends BUSY keep-alives while it
+#: computes, so a lost frame costs about this long whatever the model. An inference without
+#: keep-alives (the tflm backend) may take up to INVOKE_TIMEOUT_S; HELLO waits HANDSHAKE_TIMEOUT_S.
+REPLY_TIMEOUT_S = 1.0
 INVOKE_TIMEOUT_S = 60.0
+HANDSHAKE_TIMEOUT_S = 10.0
+#: Re-sends listed in a rung (all are counted and logged).
+MAX_RETRIES_LISTED = 50
 #: How long a physical board's port may take to come back after an upload (USB re-enumeration).
 PORT_RETURN_S = 15.0
 
@@ -173,7 +178,7 @@ def open_device(board: Board, *, elf: str | Path | None = None, port: str | None
 
     def link_to(target: str, baudrate: int = 115200):
         return Link.open(target, expected_sha256=expected_sha256, timeout=timeout, invoke_timeout=invoke_timeout,
-                         baudrate=baudrate, handshake=False)
+                         baudrate=baudrate, handshake=False, handshake_timeout=HANDSHAKE_TIMEOUT_S)
 
     if board.emulated:
         from mcuquant.device.qemu import QemuEmulator
@@ -228,10 +233,16 @@ class Measurement:
     seconds: float  # wall time of the whole stream
     resends: int  # exchanges re-sent after a timeout or a corrupted frame (recovered)
     bad_frames: int  # corrupted frames dropped on the way (never counted as results)
+    busy_frames: int = 0  # keep-alives received while the device computed
+    retries: tuple = ()  # every re-send: {"request", "attempt", "cause"}
+    resumed: int = 0  # samples taken from the journal of an earlier, interrupted run
 
 
-def measure(link, xq: np.ndarray, *, label: str = "device", progress: bool = True) -> Measurement:
-    """Stream every sample of ``xq`` (n, ...) through ``link``; outputs and counter deltas."""
+def measure(link, xq: np.ndarray, *, label: str = "device", progress: bool = True, journal=None) -> Measurement:
+    """Stream every sample of ``xq`` (n, ...) through ``link``; outputs and counter deltas.
+
+    With a ``journal`` (mcuquant.device.journal) each result is recorded as it arrives, and only
+    the samples the journal lacks are measured."""
     from mcuquant.progress import progress_bar
 
     info = link.info
@@ -240,16 +251,24 @@ def measure(link, xq: np.ndarray, *, label: str = "device", progress: bool = Tru
     if len(xq) == 0:
         raise ConfigError("no samples to measure")
     unit = info.counter_unit or "count"
-    outputs, counts = [], []
+    todo = journal.missing(len(xq)) if journal is not None else range(len(xq))
+    results: dict[int, tuple[np.ndarray, int]] = {}
     start = time.monotonic()
-    with progress_bar(label, len(xq), enabled=progress) as advance:
-        for x in xq:
-            y, count = link.infer(x)
-            outputs.append(y)
-            counts.append(count)
+    with progress_bar(label, len(todo), enabled=progress) as advance:
+        for i in todo:
+            y, count = link.infer(xq[i])
+            if journal is not None:
+                journal.record(i, y, count)
+            results[i] = (y, count)
             advance(**({unit: count} if info.counter_unit else {}))
-    return Measurement(np.stack(outputs), np.asarray(counts, dtype=np.int64), info, time.monotonic() - start,
-                       link.resends, link.bad_frames)
+    if journal is not None:
+        spec = info.outputs[0]
+        outputs, counts = journal.arrays(len(xq), spec.dtype, spec.sample_shape)
+    else:
+        outputs = np.stack([results[i][0] for i in range(len(xq))])
+        counts = np.asarray([results[i][1] for i in range(len(xq))], dtype=np.int64)
+    return Measurement(outputs, counts, info, time.monotonic() - start, link.resends, link.bad_frames,
+                       link.busy_frames, tuple(link.retry_log), len(xq) - len(todo))
 
 
 def latency(counts: np.ndarray, unit: str) -> dict:
@@ -306,7 +325,9 @@ def device_rung(variant: str, board: Board, run: Measurement, oracle: np.ndarray
         "ram_limit": board.ram_bytes,
         "firmware_version": info.firmware_version,
         "model_sha256": info.model_sha256,
-        "link": {"seconds": round(run.seconds, 2), "resends": run.resends, "bad_frames": run.bad_frames},
+        "link": {"seconds": round(run.seconds, 2), "resends": run.resends, "bad_frames": run.bad_frames,
+                 "busy_frames": run.busy_frames, "retries": list(run.retries[:MAX_RETRIES_LISTED]),
+                 "resumed_samples": run.resumed},
     }
     if build is None:
         rung["build_note"] = "the firmware was not built in this run: flash and RAM use unknown"

@@ -45,14 +45,19 @@ class DeviceNotReadyError(ModelError):
 class Link:
     """Request/reply exchanges with one device over an open pyserial port.
 
-    ``timeout``: seconds to wait for each reply (``invoke_timeout`` for an inference);
-    ``retries``: re-sends of one request before giving up with TransportError.
+    ``timeout``: seconds of silence after which a request is re-sent (also during an inference,
+    when the device sends BUSY keep-alives; else ``invoke_timeout``); ``retries``: re-sends of one
+    request before giving up with TransportError; ``handshake_timeout``: the same for HELLO
+    (default max(timeout, 5 s): a device may still be booting). See ``_exchange`` for the deadlines.
     """
 
-    def __init__(self, port, *, expected_sha256: str | None = None, timeout: float = 2.0,
-                 invoke_timeout: float = 30.0, retries: int = 3, name: str | None = None):
-        if retries < 0 or timeout <= 0 or invoke_timeout <= 0:
+    def __init__(self, port, *, expected_sha256: str | None = None, timeout: float = 1.0,
+                 invoke_timeout: float = 30.0, retries: int = 3, name: str | None = None,
+                 handshake_timeout: float | None = None):
+        if retries < 0 or timeout <= 0 or invoke_timeout <= 0 or (handshake_timeout or 1) <= 0:
             raise ValueError("timeouts must be positive and retries non-negative")
+        # A device may still be booting when the link opens: HELLO waits longer than a reply.
+        self.handshake_timeout = max(timeout, 5.0) if handshake_timeout is None else handshake_timeout
         self.port = port
         self.name = name or getattr(port, "portstr", None) or "device"
         self.expected_sha256 = expected_sha256.lower() if expected_sha256 else None
@@ -64,22 +69,24 @@ class Link:
         self.resends = 0
         self.bad_frames = 0
         self.stale_frames = 0
+        self.busy_frames = 0  # keep-alives received during inferences
+        self.retry_log: list[dict] = []  # every re-send: request, attempt, cause
         # The device's number of the last inference (1, 2, ... since it started).
         self.last_inference: int | None = None
 
     # -- opening and closing ------------------------------------------------------------------
 
     @classmethod
-    def open(cls, url: str, *, expected_sha256: str | None = None, timeout: float = 2.0,
+    def open(cls, url: str, *, expected_sha256: str | None = None, timeout: float = 1.0,
              invoke_timeout: float = 30.0, retries: int = 3, baudrate: int = 115200,
-             handshake: bool = True) -> Link:
+             handshake: bool = True, handshake_timeout: float | None = None) -> Link:
         """Open ``url`` (any pyserial URL or device path) and, by default, shake hands."""
         try:
             port = serial.serial_for_url(url, baudrate=baudrate, timeout=timeout, write_timeout=timeout)
         except (serial.SerialException, OSError, ValueError) as exc:
             raise TransportError(f"cannot open {url}: {exc}") from exc
         link = cls(port, expected_sha256=expected_sha256, timeout=timeout, invoke_timeout=invoke_timeout,
-                   retries=retries, name=url)
+                   retries=retries, name=url, handshake_timeout=handshake_timeout)
         if handshake:
             try:
                 link.handshake()
@@ -109,8 +116,12 @@ class Link:
 
     def handshake(self) -> p.DeviceInfo:
         """HELLO: read what the device runs; refuse a different model or a backend that failed."""
-        frame = self._exchange(p.MsgType.HELLO, b"", self.timeout)
-        info = p.parse_hello_reply(frame.body, version=frame.version)
+        frame = self._exchange(p.MsgType.HELLO, b"", timeout=self.handshake_timeout)
+        try:
+            info = p.parse_hello_reply(frame.body, version=frame.version)
+        except p.ProtocolError as exc:
+            raise p.ProtocolError(f"{self.name}: {exc}: the firmware contradicts itself; rebuild and flash it with "
+                                  "this mcuquant") from None
         self.info = info
         if self.expected_sha256 and info.model_sha256 != self.expected_sha256:
             raise DeviceMismatchError(
@@ -145,15 +156,22 @@ class Link:
             raise ValueError(f"the model takes {len(info.inputs)} inputs, got {len(inputs)}")
         data = b"".join(_tensor_bytes(x, spec, i) for i, (x, spec) in enumerate(zip(inputs, info.inputs)))
 
+        # Every chunk but the last as INPUT, the last as RUN: a sample that fits one frame is one
+        # round trip.
         chunk = info.max_frame - p.OVERHEAD - 4
-        for offset in range(0, len(data), chunk):
+        offsets = list(range(0, len(data), chunk))
+        for offset in offsets[:-1]:
             piece = data[offset : offset + chunk]
-            frame = self._exchange(p.MsgType.INPUT, p.encode_input(offset, piece), self.timeout)
+            frame = self._exchange(p.MsgType.INPUT, p.encode_input(offset, piece))
             if p.parse_input_ack(frame.body) != (offset, len(piece)):
                 raise p.ProtocolError(f"{self.name}: INPUT_ACK {p.parse_input_ack(frame.body)} does not acknowledge "
                                       f"offset {offset}, {len(piece)} bytes")
-
-        result = p.parse_result(self._exchange(p.MsgType.INVOKE, b"", self.invoke_timeout).body)
+        last = offsets[-1]
+        frame = self._exchange(p.MsgType.RUN, p.encode_input(last, data[last:]), inference=True)
+        result = p.parse_result(frame.body)
+        if self.last_inference is not None and result.inference != (self.last_inference + 1) & 0xFFFFFFFF:
+            raise p.ProtocolError(f"{self.name}: RESULT field inference is {result.inference} after "
+                                  f"{self.last_inference}: the device was reset or ran an inference twice")
         self.last_inference = result.inference
         if result.status != 0:
             raise DeviceNotReadyError(f"{self.name}: inference failed on the device (status {result.status}): "
@@ -166,7 +184,7 @@ class Link:
         chunk = info.max_frame - p.OVERHEAD - 4
         while len(out) < expected:
             want = min(chunk, expected - len(out))
-            frame = self._exchange(p.MsgType.READ_OUTPUT, p.encode_read_output(len(out), want), self.timeout)
+            frame = self._exchange(p.MsgType.READ_OUTPUT, p.encode_read_output(len(out), want))
             offset, piece = p.parse_output_data(frame.body)
             if offset != len(out) or len(piece) != want:
                 raise p.ProtocolError(f"{self.name}: OUTPUT_DATA at {offset} with {len(piece)} bytes, asked for "
@@ -196,9 +214,18 @@ class Link:
         except (serial.SerialException, OSError) as exc:
             raise TransportError(f"{self.name}: sending {what} failed: {exc}") from exc
 
-    def _exchange(self, msg_type: p.MsgType, body: bytes, timeout: float) -> p.Frame:
-        """Send one request and return its reply, re-sending the same frame (same seq) on a
-        timeout, a corrupted frame or a frame-level ERROR, at most ``retries`` times."""
+    def _exchange(self, msg_type: p.MsgType, body: bytes, *, timeout: float | None = None,
+                  inference: bool = False) -> p.Frame:
+        """Send one request and return its reply.
+
+        Deadlines that hold whatever arrives: the same frame (same seq) is re-sent when the line
+        stays quiet for the reply timeout, or at once after a corrupted frame or a frame-level
+        ERROR, at most ``retries`` times; the exchange fails when the last attempt stays quiet
+        for the reply timeout, and in any case after ``timeout * (retries + 1)`` seconds, plus
+        ``invoke_timeout`` for an inference. During an inference the device's BUSY frames prove
+        it is computing, so silence means a lost frame after ``timeout``; a device that sends no
+        BUSY frames (busy_ms 0) may be silent for up to ``invoke_timeout``.
+        """
         seq = self._seq
         self._seq = (seq + 1) & 0xFFFF
         what = f"{msg_type.name} (seq {seq})"
@@ -208,42 +235,64 @@ class Link:
             raise ValueError(f"{what}: a {frame_len}-byte frame exceeds the device's maximum of {max_frame}")
         wire = p.encode_frame(msg_type, seq, body)
         expect = p.REPLY_TO[msg_type]
+        base = self.timeout if timeout is None else timeout
+        silence = base + self._wire_seconds(len(wire) + 2 * max_frame)
+        if inference and not (self.info and self.info.busy_ms):
+            silence = max(silence, self.invoke_timeout)
+        started = time.monotonic()
+        give_up = started + silence * (self.retries + 1) + (self.invoke_timeout if inference else 0.0)
 
         attempts = 1
-        problem: tuple[str, BaseException | None] | None = None  # what went wrong in this attempt
+        problem: tuple[str, BaseException | None] | None = None  # why the next re-send happens
         self._send(wire, what)
-        deadline = time.monotonic() + timeout
+        quiet_until = time.monotonic() + silence
         while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                problem = problem or (f"no reply within {timeout:g} s", None)
-                if attempts > self.retries:
-                    raise TransportError(f"{self.name}: no valid reply to {what} after {attempts} attempts; "
-                                         f"last cause: {problem[0]}") from problem[1]
+            now = time.monotonic()
+            if now >= give_up or (now >= quiet_until and attempts > self.retries):
+                cause = problem[0] if problem else f"no reply within {silence:.3g} s"
+                raise TransportError(f"{self.name}: no valid reply to {what} after {attempts} attempts in "
+                                     f"{now - started:.1f} s; last cause: {cause}") from (problem[1] if problem else None)
+            resend = now >= quiet_until
+            if resend:
+                problem = problem or (f"no reply within {silence:.3g} s", None)
             else:
                 try:
-                    frame = self._reader.read(remaining)
+                    frame = self._reader.read(min(quiet_until, give_up) - now)
                 except p.FrameError as exc:
                     self.bad_frames += 1
                     problem = (f"corrupted frame from the device ({exc})", exc)
+                    resend = attempts <= self.retries
                 except (serial.SerialException, OSError) as exc:
                     raise TransportError(f"{self.name}: link failed while waiting for the reply to {what}: {exc}") from exc
                 else:
                     if frame is None:
-                        continue  # the deadline passed: handled above
+                        continue  # quiet: handled above
+                    if frame.type == p.MsgType.BUSY:
+                        if frame.seq == seq:  # the device is computing this request's inference
+                            self.busy_frames += 1
+                            quiet_until = time.monotonic() + silence
+                        continue
                     if self._match(frame, seq, expect, what):
                         return frame
                     if not _frame_level_error(frame):
                         continue  # a stale reply, skipped
                     problem = (f"the device reported {p.parse_error(frame.body)[0].name}", None)
-                if attempts > self.retries:
-                    continue  # out of re-sends: a reply may still come before the deadline
+                    resend = attempts <= self.retries
+            if not resend:
+                continue
             log.warning("%s: retry %d/%d of %s: %s", self.name, attempts, self.retries, what, problem[0])
+            self.retry_log.append({"request": what, "attempt": attempts, "cause": problem[0]})
             self.resends += 1
             attempts += 1
             problem = None
             self._send(wire, what)
-            deadline = time.monotonic() + timeout
+            quiet_until = time.monotonic() + silence
+
+    def _wire_seconds(self, n_bytes: int) -> float:
+        """Time to move n bytes over a real UART at its baud rate (10 bits a byte); 0 for sockets."""
+        if isinstance(self.port, serial.Serial) and getattr(self.port, "baudrate", 0):
+            return 10.0 * n_bytes / self.port.baudrate
+        return 0.0
 
     def _match(self, frame: p.Frame, seq: int, expect: p.MsgType, what: str) -> bool:
         """True for the reply to this request, False for frames to skip (stale replies, frame-level

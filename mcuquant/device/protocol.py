@@ -14,11 +14,13 @@ import time
 import zlib
 from dataclasses import dataclass
 
+import numpy as np
+
 from cobs import cobs
 
 from mcuquant.errors import TransportError
 
-VERSION = 1
+VERSION = 2
 HEADER = struct.Struct("<BBHH")  # version, type, seq, body length
 CRC = struct.Struct("<I")
 OVERHEAD = HEADER.size + CRC.size
@@ -37,11 +39,14 @@ class MsgType(enum.IntEnum):
     INPUT = 0x02
     INVOKE = 0x03
     READ_OUTPUT = 0x04
+    RUN = 0x05
     ERROR = 0x7F
     HELLO_REPLY = 0x81
     INPUT_ACK = 0x82
     RESULT = 0x83
     OUTPUT_DATA = 0x84
+    RUN_RESULT = 0x85
+    BUSY = 0xFE
 
 
 REPLY_TO = {
@@ -49,6 +54,7 @@ REPLY_TO = {
     MsgType.INPUT: MsgType.INPUT_ACK,
     MsgType.INVOKE: MsgType.RESULT,
     MsgType.READ_OUTPUT: MsgType.OUTPUT_DATA,
+    MsgType.RUN: MsgType.RUN_RESULT,
 }
 
 
@@ -138,62 +144,91 @@ def decode_frame(encoded: bytes, *, max_frame: int = MAX_FRAME_LIMIT) -> Frame:
 class FrameReader:
     """Splits the byte stream of a pyserial port into frames (esptool's slip_reader, for COBS).
 
-    ``read(timeout)`` returns the next frame, None when none completed in time, and raises
-    FrameError for a frame it had to drop (the caller decides whether to retry). Bytes past a
-    frame stay buffered for the next call. Oversized input is discarded up to the next delimiter
-    without being stored.
+    ``read(timeout)`` returns the next frame, or None when none completed within ``timeout``
+    seconds: a deadline that holds whatever arrives, noise included. It raises FrameError for a
+    frame it had to drop (the caller decides whether to retry), and as soon as more bytes than
+    the largest frame arrive without a delimiter (a flood, or a lost delimiter): the rest is then
+    discarded up to the next delimiter without being stored. A frame whose closing delimiter was
+    lost is still read once the line goes quiet (its CRC must check). Bytes past a frame stay
+    buffered for the next call.
     """
 
     POLL_SECONDS = 0.05
+    READ_CHUNK = 65536
 
     def __init__(self, port, *, max_frame: int = MAX_FRAME_LIMIT):
         self.port = port
         self.max_frame = max_frame
         self._max_encoded = cobs_max_encoded(max_frame)
         self._buf = bytearray()
-        self._overflow = False
+        self._overflow = False  # more bytes than a frame since the last delimiter (already reported)
         self._pending = bytearray()  # read from the port, not yet split
 
     def read(self, timeout: float) -> Frame | None:
         deadline = time.monotonic() + max(timeout, 0.0)
+        last_look = False  # past the deadline, bytes already waiting are read once (read(0) polls)
         while True:
             frame = self._next_from_pending()
             if frame is not None:
                 return frame
             remaining = deadline - time.monotonic()
-            waiting = self.port.in_waiting
-            if remaining <= 0 and not waiting:
-                return None
+            if remaining <= 0:
+                if last_look or not self.port.in_waiting:
+                    return None
+                last_look = True
             # Short polls, so a deadline is kept without reconfiguring the port on every read.
             poll = min(max(remaining, 0.0), self.POLL_SECONDS)
             if self.port.timeout != poll:
                 self.port.timeout = poll
-            self._pending += self.port.read(max(1, waiting))
+            data = self.port.read(max(1, min(self.port.in_waiting, self.READ_CHUNK)))
+            if data:
+                self._pending += data
+            elif self._buf and not self._overflow:
+                frame = self._quiet_frame()
+                if frame is not None:
+                    return frame
+
+    def _quiet_frame(self) -> Frame | None:
+        """The buffered bytes as a frame whose closing delimiter was lost, if they are one."""
+        try:
+            frame = decode_frame(bytes(self._buf), max_frame=self.max_frame)
+        except FrameError:
+            return None  # a frame still arriving, or garbage the next delimiter closes off
+        self._buf.clear()
+        return frame
 
     def _next_from_pending(self) -> Frame | None:
         while self._pending:
             end = self._pending.find(0)
+            chunk = self._pending if end < 0 else self._pending[:end]
+            newly_overflowed = self._store(chunk)
             if end < 0:
-                self._store(self._pending)
-                self._pending.clear()
+                self._pending = bytearray()
+            else:
+                del self._pending[: end + 1]
+            if newly_overflowed:
+                raise FrameError(f"more than {self._max_encoded} bytes without a frame delimiter (noise, or a lost "
+                                 "delimiter)")
+            if end < 0:
                 return None
-            self._store(self._pending[:end])
-            del self._pending[: end + 1]
             encoded, overflow = bytes(self._buf), self._overflow
             self._buf.clear()
             self._overflow = False
-            if overflow:
-                raise FrameError(f"frame exceeds the maximum of {self.max_frame} bytes")
-            if encoded:
+            if encoded and not overflow:
                 return decode_frame(encoded, max_frame=self.max_frame)
         return None
 
-    def _store(self, data: bytes | bytearray) -> None:
+    def _store(self, data: bytes | bytearray) -> bool:
+        """Buffer ``data`` of the frame being received; True when this makes it overflow."""
+        if self._overflow:
+            return False
         room = self._max_encoded - len(self._buf)
         if len(data) > room:
             self._overflow = True
-            data = data[: max(room, 0)]
+            self._buf.clear()
+            return True
         self._buf += data
+        return False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -233,6 +268,7 @@ class DeviceInfo:
     error: str  # why the backend is not ready ("" when it is)
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
+    busy_ms: int = 0  # BUSY keep-alive interval during an inference (device ms); 0: the device sends none
 
     @property
     def ready(self) -> bool:
@@ -252,7 +288,7 @@ class Result:
     error: str
 
 
-_HELLO_FIXED = struct.Struct("<HBBBB32sII")
+_HELLO_FIXED = struct.Struct("<HBBBB32sIIHH")
 _SPEC_HEAD = struct.Struct("<BB")
 _SPEC_TAIL = struct.Struct("<fiI")
 _RESULT_FIXED = struct.Struct("<BBHIII")
@@ -291,7 +327,7 @@ def _put_text(text: str) -> bytes:
 
 def encode_hello_reply(info: DeviceInfo) -> bytes:
     body = _HELLO_FIXED.pack(info.max_frame, info.backend_status, len(info.inputs), len(info.outputs), 0,
-                             bytes.fromhex(info.model_sha256), info.arena_used, info.arena_size)
+                             bytes.fromhex(info.model_sha256), info.arena_used, info.arena_size, info.busy_ms, 0)
     body += b"".join(_put_text(t) for t in (info.backend, info.counter_unit, info.firmware_version, info.error))
     for spec in (*info.inputs, *info.outputs):
         body += _SPEC_HEAD.pack(spec.tflite_type, len(spec.shape))
@@ -301,8 +337,9 @@ def encode_hello_reply(info: DeviceInfo) -> bytes:
 
 
 def parse_hello_reply(body: bytes, *, version: int = VERSION) -> DeviceInfo:
+    """The handshake, cross-checked: ProtocolError names the field that contradicts another."""
     r = _BodyReader("HELLO_REPLY", body)
-    max_frame, status, n_in, n_out, _, sha, arena_used, arena_size = r.unpack(_HELLO_FIXED)
+    max_frame, status, n_in, n_out, _, sha, arena_used, arena_size, busy_ms, _ = r.unpack(_HELLO_FIXED)
     backend, unit, fw_version, error = r.text(), r.text(), r.text(), r.text()
     specs = []
     for _ in range(n_in + n_out):
@@ -312,10 +349,41 @@ def parse_hello_reply(body: bytes, *, version: int = VERSION) -> DeviceInfo:
         specs.append(TensorSpec(TFLITE_DTYPES.get(tflite_type, f"tflite_type_{tflite_type}"), tuple(shape),
                                 float(scale), zero_point, nbytes, tflite_type))
     r.done()
-    if max_frame < MIN_MAX_FRAME:
-        raise ProtocolError(f"HELLO_REPLY: max_frame {max_frame} is below the protocol's minimum of {MIN_MAX_FRAME}")
-    return DeviceInfo(version, max_frame, status, sha.hex(), arena_used, arena_size, backend, unit, fw_version,
-                      error, tuple(specs[:n_in]), tuple(specs[n_in:]))
+    info = DeviceInfo(version, max_frame, status, sha.hex(), arena_used, arena_size, backend, unit, fw_version,
+                      error, tuple(specs[:n_in]), tuple(specs[n_in:]), busy_ms)
+    check_hello(info)
+    return info
+
+
+def check_hello(info: DeviceInfo) -> None:
+    """Every figure of a handshake against the others and the protocol's limits."""
+    def bad(field: str, why: str):
+        raise ProtocolError(f"HELLO_REPLY field {field}: {why}")
+
+    if info.max_frame < MIN_MAX_FRAME:
+        bad("max_frame", f"{info.max_frame} is below the protocol's minimum of {MIN_MAX_FRAME}")
+    if not info.ready:  # arena_used may then be what the model would need
+        if info.inputs or info.outputs:
+            bad("backend_status", f"{info.backend_status} (not ready) but {len(info.inputs)} inputs and "
+                                  f"{len(info.outputs)} outputs listed")
+        return
+    if info.arena_size and info.arena_used > info.arena_size:
+        bad("arena_used", f"{info.arena_used} bytes used of an arena of {info.arena_size}")
+    if not info.inputs or not info.outputs:
+        bad("n_inputs" if not info.inputs else "n_outputs", "a ready backend lists at least one input and one output")
+    for kind, specs in (("input", info.inputs), ("output", info.outputs)):
+        for i, spec in enumerate(specs):
+            where = f"{kind} {i}"
+            if spec.tflite_type not in TFLITE_DTYPES:
+                bad(f"{where} dtype", f"TFLite type {spec.tflite_type} is not one this host knows")
+            if any(d <= 0 for d in spec.shape):
+                bad(f"{where} shape", f"{spec.shape} has a dimension below 1")
+            expected = int(np.prod(spec.shape, dtype=np.int64)) * np.dtype(spec.dtype).itemsize
+            if spec.nbytes != expected:
+                bad(f"{where} bytes", f"{spec.nbytes} contradicts its shape {spec.shape} of {spec.dtype} "
+                                      f"({expected} bytes)")
+            if spec.scale < 0 or spec.scale != spec.scale:
+                bad(f"{where} scale", f"{spec.scale} is not a quantization scale")
 
 
 def encode_input(offset: int, data: bytes) -> bytes:
@@ -354,6 +422,18 @@ def parse_result(body: bytes) -> Result:
     error = r.text()
     r.done()
     return Result(status, delta, inference, total, b"", error)
+
+
+def parse_busy(body: bytes) -> tuple[int, int]:
+    """BUSY: (milliseconds since the inference started, operators done), device clock."""
+    r = _BodyReader("BUSY", body)
+    elapsed, ops = r.unpack(_OFFSET_LEN32)
+    r.done()
+    return elapsed, ops
+
+
+def encode_busy(elapsed_ms: int, ops: int) -> bytes:
+    return _OFFSET_LEN32.pack(elapsed_ms, ops)
 
 
 def encode_read_output(offset: int, length: int) -> bytes:

@@ -19,6 +19,7 @@ tflm-host on the same inputs.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import shutil
 import time
@@ -30,6 +31,7 @@ import numpy as np
 from mcuquant import __version__
 from mcuquant.boards import Board, get_board
 from mcuquant.config import DataConfig
+from mcuquant.device.journal import Journal
 from mcuquant.errors import ConfigError, ModelError
 from mcuquant.tasks import get_task
 
@@ -57,7 +59,7 @@ def validate(board: Board | str, model: str | Path | None = None, *, data: str |
              data_options: DataConfig = DataConfig(), samples: int | None = None, out_dir: str | Path | None = None,
              port: str | None = None, backend: str | None = None, upload: bool = True,
              require_labels: bool = False, representative_samples: int = 200, per_channel: bool = True,
-             progress: bool = True) -> dict:
+             resume: bool = False, progress: bool = True) -> dict:
     """Measure ``model`` on ``board``; return the report (also written as report.json).
 
     ``model`` defaults to the compare work folder mcuquant-out/compare. ``samples``: measure only
@@ -66,6 +68,9 @@ def validate(board: Board | str, model: str | Path | None = None, *, data: str |
     a physical board already runs this model (flashed with `mcuquant build`; the handshake checks
     its hash), so nothing is built; ``port`` may be any pyserial URL (e.g. rfc2217://host:port).
     ``require_labels``: fail before any build when the inputs have no labels (for --fail-under).
+    ``resume``: continue an interrupted run from its journals ({variant}_device_journal.jsonl in
+    the output folder): only the samples they lack are measured; the report is the same as an
+    uninterrupted run's, link figures aside.
     """
     started = time.time()
     board = get_board(board) if isinstance(board, str) else board
@@ -88,11 +93,11 @@ def validate(board: Board | str, model: str | Path | None = None, *, data: str |
             raise ConfigError(f"{model} is a compare work folder: it is measured on its own test split "
                               "(dataset.npz), so drop --data and --samples")
         return _validate_compare_dir(board, model, Path(out_dir) if out_dir else model, port=port, backend=backend,
-                                     upload=upload, progress=progress, started=started)
+                                     upload=upload, progress=progress, started=started, resume=resume)
     return _validate_model(board, model, data=data, data_options=data_options, samples=samples,
                            out=Path(out_dir) if out_dir else DEFAULT_OUT, port=port, backend=backend, upload=upload,
                            require_labels=require_labels, representative_samples=representative_samples,
-                           per_channel=per_channel, progress=progress, started=started)
+                           per_channel=per_channel, progress=progress, started=started, resume=resume)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -100,7 +105,7 @@ def validate(board: Board | str, model: str | Path | None = None, *, data: str |
 
 
 def _validate_compare_dir(board: Board, work: Path, out: Path, *, port, backend, upload, progress,
-                          started: float) -> dict:
+                          started: float, resume: bool) -> dict:
     from mcuquant.data import Dataset
     from mcuquant.ladder import INT8_VARIANTS, add_rungs, write_json
 
@@ -123,11 +128,12 @@ def _validate_compare_dir(board: Board, work: Path, out: Path, *, port, backend,
     rungs, details, agreements = [], {}, []
     for job in jobs:
         rung, _, detail, agree = _measure(board, job, out, task=task, x=dataset.x_test, y_shape=dataset.y_test.shape,
-                                          port=port, backend=backend, upload=upload, progress=progress)
+                                          port=port, backend=backend, upload=upload, progress=progress, resume=resume)
         rungs.append(rung)
         details[rung.id] = detail
         agreements.append(agree)
     report = add_rungs(out, rungs, details, agreements)
+    report.pop("partial", None)  # every sample is measured now
     report["device"] = {"board": board.name, "measured": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                         "seconds": round(time.time() - started, 1)}
     report["artifacts"].update({"dir": str(out), "firmware": f"firmware/{board.name}",
@@ -137,7 +143,7 @@ def _validate_compare_dir(board: Board, work: Path, out: Path, *, port, backend,
 
 
 def _validate_model(board: Board, model: Path, *, data, data_options: DataConfig, samples, out: Path, port, backend,
-                    upload, require_labels, representative_samples, per_channel, progress, started) -> dict:
+                    upload, require_labels, representative_samples, per_channel, progress, started, resume) -> dict:
     from mcuquant.interpreters import Runner, quantize
     from mcuquant.ladder import score_rungs, write_json
 
@@ -187,7 +193,7 @@ def _validate_model(board: Board, model: Path, *, data, data_options: DataConfig
     job = _Job(variant, tflite, xq)
     device, host, detail, agree = _measure(board, job, out, task=get_task(task) if task else None, x=x,
                                            y_shape=None if y is None else y.shape, port=port, backend=backend,
-                                           upload=upload, progress=progress, oracle_runner=oracle)
+                                           upload=upload, progress=progress, oracle_runner=oracle, resume=resume)
     if y is not None:
         results, comparisons = score_rungs([host, device], y, task)
         results[1].update(detail)
@@ -240,7 +246,7 @@ def _predictions(runner, raw: np.ndarray, task, x, y_shape: tuple[int, ...] | No
 
 
 def _measure(board: Board, job: _Job, out: Path, *, task, x, y_shape, port, backend, upload, progress,
-             oracle_runner=None):
+             oracle_runner=None, resume: bool = False):
     """Build, run and compare one model: (device Rung, tflm-host Rung, device rung details, agreement entry)."""
     from mcuquant.device import harness
     from mcuquant.interpreters import Runner
@@ -258,8 +264,28 @@ def _measure(board: Board, job: _Job, out: Path, *, task, x, y_shape, port, back
         build = harness.build_firmware(board, job.tflite, project_dir, model_name=f"{job.variant}.tflite",
                                        backend=backend, upload=upload and not board.emulated, port=port,
                                        progress=progress)
-    with harness.open_device(board, elf=build.elf if build else None, port=port, expected_sha256=sha) as link:
-        run = harness.measure(link, job.xq, label=f"{job.variant}/device ({board.name})", progress=progress)
+    identity = {"variant": job.variant, "board": board.name, "model_sha256": sha,
+                "inputs_sha256": hashlib.sha256(np.ascontiguousarray(job.xq).tobytes()).hexdigest(),
+                "n": int(len(job.xq)),
+                "firmware_sha256": hashlib.sha256(Path(build.elf).read_bytes()).hexdigest() if build else None}
+    journal = Journal.open(out / journal_name(job.variant), identity, resume=resume)
+    try:
+        if journal.device is not None and not journal.missing(len(job.xq)):
+            console.print(f"{job.variant}/device: all {len(job.xq)} samples are in {journal.path.name}")
+            run = _measurement_from(journal, len(job.xq))
+        else:
+            if journal.entries:
+                console.print(f"{job.variant}/device: resuming, {len(journal.entries)} of {len(job.xq)} samples are "
+                              f"in {journal.path.name}")
+            with harness.open_device(board, elf=build.elf if build else None, port=port, expected_sha256=sha) as link:
+                journal.record_device(dataclasses.asdict(link.info))
+                run = harness.measure(link, job.xq, label=f"{job.variant}/device ({board.name})", progress=progress,
+                                      journal=journal)
+    except BaseException as exc:  # a failure or Ctrl-C: what was measured stays, and the report says so
+        journal.close()
+        _record_partial(out, board, job, journal, oracle, exc)
+        raise
+    journal.close()
     np.savez_compressed(out / f"{job.variant}_device_outputs.npz", device=run.outputs, counts=run.counts,
                         tflm_host=oracle)
     # Without labels, an output vector is read as class scores (class flips are then reported).
@@ -271,6 +297,48 @@ def _measure(board: Board, job: _Job, out: Path, *, task, x, y_shape, port, back
              **{k: detail[k] for k in ("n", "bit_exact", "bit_exact_rate", "max_lsb_difference", "mismatches")},
              "class_flips": detail["class_flips"] or 0, "traced_samples": 0, "first_divergence_by_op": []}
     return rung, host, detail, agree
+
+
+def journal_name(variant: str) -> str:
+    return f"{variant}_device_journal.jsonl"
+
+
+def _measurement_from(journal: Journal, n: int):
+    """The Measurement of a run whose every sample is in ``journal`` (nothing left to measure)."""
+    from mcuquant.device.harness import Measurement
+    from mcuquant.device.protocol import DeviceInfo, TensorSpec
+
+    device = dict(journal.device)
+    for key in ("inputs", "outputs"):
+        device[key] = tuple(TensorSpec(**{**spec, "shape": tuple(spec["shape"])}) for spec in device[key])
+    info = DeviceInfo(**device)
+    spec = info.outputs[0]
+    outputs, counts = journal.arrays(n, spec.dtype, spec.sample_shape)
+    return Measurement(outputs, counts, info, 0.0, 0, 0, resumed=n)
+
+
+def _record_partial(out: Path, board: Board, job: _Job, journal: Journal, oracle: np.ndarray,
+                    exc: BaseException) -> None:
+    """Mark report.json partial: what this variant measured before ``exc``, and how to resume."""
+    import json
+
+    from mcuquant.ladder import write_json
+
+    path = out / "report.json"
+    try:
+        report = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        report = {}
+    measured = sorted(journal.entries)
+    same = sum(journal.entries[i][0] == np.ascontiguousarray(oracle[i]).tobytes() for i in measured)
+    error = str(exc) or type(exc).__name__
+    partial = report.setdefault("partial", {"board": board.name, "variants": {}})
+    partial["variants"][job.variant] = {
+        "measured": len(measured), "n": int(len(job.xq)), "journal": journal.path.name,
+        "byte_identical_with_tflm_host": int(same), "error": error[:500],
+    }
+    partial["resume"] = "mcuquant validate --resume with the same --board, --model, --data and --samples"
+    write_json(report, path)
 
 
 # ---------------------------------------------------------------------------------------------
