@@ -61,6 +61,17 @@ def trained_digits_cnn(digits):
     return model, qat_model, representative_samples(digits.x_train, 100, seed=0)
 
 
+@pytest.fixture(scope="session")
+def digits_cnn(trained_digits_cnn, tmp_path_factory) -> Path:
+    """The zoo CNN trained briefly on digits, PTQ int8 (the fixture above), as a .tflite file."""
+    from mcuquant.quantize import convert_ptq
+
+    model, _, representative = trained_digits_cnn
+    path = tmp_path_factory.mktemp("cnn") / "digits_cnn.tflite"
+    path.write_bytes(convert_ptq(model, representative).tflite)
+    return path
+
+
 def random_int8_inputs(shape, n, seed=0) -> np.ndarray:
     return np.random.default_rng(seed).integers(-128, 128, size=(n, *shape), dtype=np.int8)
 

@@ -43,10 +43,9 @@ class FaultProxy:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.url = f"socket://127.0.0.1:{self.listener.getsockname()[1]}"
         self._stop = threading.Event()
-        self._send_lock = threading.Lock()
         self._flood_until = 0.0
         self._hold = False
-        self._client: socket.socket | None = None
+        self._noise = bytes(self.rng.randrange(1, 256) for _ in range(2048))  # no 0x00: never a delimiter
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
@@ -55,21 +54,6 @@ class FaultProxy:
     def flood(self, seconds: float, *, hold: bool = False) -> None:
         self._hold = hold
         self._flood_until = time.monotonic() + seconds
-        threading.Thread(target=self._flood, daemon=True).start()
-
-    def _flood(self) -> None:
-        noise = bytes(self.rng.randrange(1, 256) for _ in range(4096))  # no 0x00: never a delimiter
-        while time.monotonic() < self._flood_until and not self._stop.is_set():
-            client = self._client
-            if client is None:
-                time.sleep(0.01)
-                continue
-            try:
-                with self._send_lock:
-                    client.sendall(noise)
-            except OSError:
-                return
-            self.flood_bytes += len(noise)
 
     # -- forwarding ---------------------------------------------------------------------------
 
@@ -80,7 +64,6 @@ class FaultProxy:
         except OSError:
             return
         upstream = socket.create_connection(self.target, timeout=10)
-        self._client = client
         peers = {client: (upstream, "to_device"), upstream: (client, "to_host")}
         pending = {client: bytearray(), upstream: bytearray()}
         held: list[bytes] = []
@@ -88,12 +71,17 @@ class FaultProxy:
             for s in peers:
                 sel.register(s, selectors.EVENT_READ)
             while not self._stop.is_set():
-                if held and time.monotonic() >= self._flood_until:
+                flooding = time.monotonic() < self._flood_until
+                if flooding:  # one writer: the noise shares the line with the real frames, as on a wire
+                    if not self._send(client, self._noise):
+                        return
+                    self.flood_bytes += len(self._noise)
+                if held and not flooding:
                     for out in held:
                         if not self._send(client, out):
                             return
                     held.clear()
-                for key, _ in sel.select(0.02):
+                for key, _ in sel.select(0.0005 if flooding else 0.02):
                     src = key.fileobj
                     dst, direction = peers[src]
                     try:
@@ -136,8 +124,7 @@ class FaultProxy:
 
     def _send(self, dst: socket.socket, out: bytes) -> bool:
         try:
-            with self._send_lock:
-                dst.sendall(out)
+            dst.sendall(out)
         except OSError:
             return False
         return True

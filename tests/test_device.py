@@ -199,17 +199,6 @@ def test_thresholds_name_the_rung_and_the_numbers():
 # On QEMU: the acceptance of issue 5
 
 
-@pytest.fixture(scope="module")
-def digits_cnn(trained_digits_cnn, tmp_path_factory) -> Path:
-    """The zoo CNN trained briefly on digits, PTQ int8 (the conftest fixture), as a .tflite file."""
-    from mcuquant.quantize import convert_ptq
-
-    model, _, representative = trained_digits_cnn
-    path = tmp_path_factory.mktemp("cnn") / "digits_cnn.tflite"
-    path.write_bytes(convert_ptq(model, representative).tflite)
-    return path
-
-
 # Few samples: each is measured twice, and ResNet-8 costs ~110M instructions per inference in QEMU.
 MODELS = {"digits_cnn": 10, "kws_ref_model": 4, "pretrainedResnet_quant": 2}
 

@@ -123,6 +123,7 @@ class Link:
             raise p.ProtocolError(f"{self.name}: {exc}: the firmware contradicts itself; rebuild and flash it with "
                                   "this mcuquant") from None
         self.info = info
+        self._reader.set_max_frame(info.max_frame)
         if self.expected_sha256 and info.model_sha256 != self.expected_sha256:
             raise DeviceMismatchError(
                 f"{self.name} runs the model with SHA-256 {info.model_sha256}, not the one being evaluated "

@@ -176,17 +176,28 @@ class FrameReader:
                 if last_look or not self.port.in_waiting:
                     return None
                 last_look = True
-            # Short polls, so a deadline is kept without reconfiguring the port on every read.
-            poll = min(max(remaining, 0.0), self.POLL_SECONDS)
-            if self.port.timeout != poll:
-                self.port.timeout = poll
-            data = self.port.read(max(1, min(self.port.in_waiting, self.READ_CHUNK)))
+            # Wait a short poll for one byte, then take whatever else is there in one non-blocking
+            # read: pyserial's socket:// reports 1 for in_waiting, so sizing reads by it would move
+            # a byte per call, and noise would outrun the reader.
+            data = self._read(min(max(remaining, 0.0), self.POLL_SECONDS), 1)
+            if data:
+                data += self._read(0, self.READ_CHUNK)
             if data:
                 self._pending += data
             elif self._buf and not self._overflow:
                 frame = self._quiet_frame()
                 if frame is not None:
                     return frame
+
+    def set_max_frame(self, max_frame: int) -> None:
+        """The device's announced maximum: more bytes than that without a delimiter is noise."""
+        self.max_frame = max_frame
+        self._max_encoded = cobs_max_encoded(max_frame)
+
+    def _read(self, timeout: float, size: int) -> bytes:
+        if self.port.timeout != timeout:
+            self.port.timeout = timeout
+        return self.port.read(size)
 
     def _quiet_frame(self) -> Frame | None:
         """The buffered bytes as a frame whose closing delimiter was lost, if they are one."""
@@ -207,6 +218,9 @@ class FrameReader:
             else:
                 del self._pending[: end + 1]
             if newly_overflowed:
+                if end >= 0:  # the delimiter that ended the overlong run starts the next frame afresh
+                    self._buf.clear()
+                    self._overflow = False
                 raise FrameError(f"more than {self._max_encoded} bytes without a frame delimiter (noise, or a lost "
                                  "delimiter)")
             if end < 0:
