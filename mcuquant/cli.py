@@ -97,14 +97,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from mcuquant.errors import ModelError
     from mcuquant.export import export_model
+    from mcuquant.graph import read_int8_tflite
 
     path = Path(args.model)
-    try:
-        tflite = path.read_bytes()
-    except OSError as exc:
-        raise ModelError(f"cannot read {path}: {exc.strerror}; give the path of a .tflite file") from None
+    tflite = read_int8_tflite(path)
     result = export_model(tflite, args.out, name=args.name or path.name, backend=args.backend, core=args.core)
     print(f"exported {path} ({result.model_bytes} bytes, sha256 {result.sha256[:12]}...) as `{result.identifier}`: "
           f"ops {', '.join(result.ops)}")

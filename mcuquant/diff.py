@@ -328,16 +328,9 @@ def _identity(model: bytes, name: str) -> dict:
 
 
 def _read_model(path: str | Path) -> bytes:
-    path = Path(path)
-    if not path.exists():
-        raise ModelError(f"model {path} not found: give the path of an int8 .tflite file")
-    if not path.is_file():
-        raise ModelError(f"{path} is a folder: give the path of an int8 .tflite file (a compare work folder holds "
-                         "ptq.tflite and qat.tflite)")
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise ModelError(f"cannot read {path}: {exc.strerror}") from None
+    from mcuquant.graph import read_int8_tflite
+
+    return read_int8_tflite(path)
 
 
 def run_diff(path_a: str | Path, path_b: str | Path, *, data: str | None = None,

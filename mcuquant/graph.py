@@ -9,10 +9,51 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from mcuquant.errors import ModelError
+
+
+#: Integer types a device runs (int16 for int16x8 activations).
+INTEGER_IO = ("int8", "int16")
+
+
+def read_int8_tflite(path: str | Path) -> bytes:
+    """The bytes of the full-integer .tflite file at ``path``, or ModelError naming the file, what
+    is wrong with it and what to give instead: missing, a folder, empty, not a TFLite flatbuffer,
+    truncated or corrupt, or a float model (float32 inputs or outputs: no quantization, or
+    weight-only "dynamic range" quantization, which a microcontroller does not run)."""
+    path = Path(path)
+    wanted = "give an int8 .tflite (`mcuquant compare` writes ptq.tflite and qat.tflite)"
+    if not path.exists():
+        raise ModelError(f"{path} not found: {wanted}")
+    if path.is_dir():
+        raise ModelError(f"{path} is a folder: {wanted}")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ModelError(f"cannot read {path}: {exc.strerror}") from None
+    if not data:
+        raise ModelError(f"{path} is empty (0 bytes): {wanted}")
+    if len(data) < 8 or data[4:8] != b"TFL3":
+        raise ModelError(f"{path} is not a TFLite model (no TFL3 flatbuffer identifier in its first 8 bytes): {wanted}")
+    try:
+        graph = Graph.from_tflite(data)
+    except ModelError as exc:
+        raise ModelError(f"{path} is truncated or corrupt ({len(data)} bytes): {exc}; {wanted}") from None
+    for kind, indices in (("input", graph.inputs), ("output", graph.outputs)):
+        for i in indices:
+            t = graph.tensors[i]
+            if t.dtype not in INTEGER_IO:
+                weights_only = any(x.dtype == "int8" for x in graph.tensors.values())
+                what = ("weight-only (dynamic range) quantization: its activations stay float" if weights_only
+                        else "a float model")
+                raise ModelError(f"{path} has a {t.dtype} {kind} '{t.name}': it is {what}, which a microcontroller "
+                                 "does not run. Convert it with full-integer PTQ: `mcuquant validate --model "
+                                 "M.keras --data D` or `mcuquant compare`")
+    return data
 
 
 @dataclass(frozen=True)

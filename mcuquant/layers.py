@@ -121,10 +121,9 @@ def run_layers(model: str | Path, *, data: str | None, data_options: DataConfig 
     if tflite is None:
         int8 = convert_ptq(float_model, representative, per_channel=per_channel).tflite
     else:
-        try:
-            int8 = Path(tflite).read_bytes()
-        except OSError as exc:
-            raise ModelError(f"cannot read {tflite}: {exc.strerror}; give the int8 .tflite of this model") from None
+        from mcuquant.graph import read_int8_tflite
+
+        int8 = read_int8_tflite(tflite)
     result = layer_errors(float_model, int8, dataset.x_test, max_samples=samples,
                           representative=representative if tflite is None else None, progress=progress)
     result["model"] = str(model)

@@ -95,16 +95,14 @@ def build(board: Board | str, model: str | Path, out_dir: str | Path | None = No
     """
     from mcuquant.boards import get_board
     from mcuquant.errors import ModelError
+    from mcuquant.graph import read_int8_tflite
 
     board = get_board(board) if isinstance(board, str) else board
     path = Path(model)
     if path.suffix != ".tflite":
         raise ModelError(f"{path}: `mcuquant build` takes an int8 .tflite model (`mcuquant validate` also converts "
                          ".keras models)")
-    try:
-        tflite = path.read_bytes()
-    except OSError as exc:
-        raise ModelError(f"cannot read {path}: {exc.strerror}; give the path of a .tflite file") from None
+    tflite = read_int8_tflite(path)
     if board.emulated and port:
         raise ConfigError(f"{board.name} is emulated: it runs in QEMU and has no serial port (drop --port)")
     upload = upload and not board.emulated

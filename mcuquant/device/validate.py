@@ -158,6 +158,11 @@ def _validate_model(board: Board, model: Path, *, data, data_options: DataConfig
                           "to measure it (test split)")
     if require_labels and data is None:
         raise ConfigError("--fail-under needs labels: give --data (random inputs have no error rate)")
+    if not keras:
+        from mcuquant.graph import read_int8_tflite
+
+        tflite = read_int8_tflite(model)  # before the data and any build: a bad file fails first
+        variant = model.stem
     out.mkdir(parents=True, exist_ok=True)
 
     dataset = None
@@ -167,12 +172,6 @@ def _validate_model(board: Board, model: Path, *, data, data_options: DataConfig
         tflite = _convert_keras(model, dataset, representative_samples, data_options.seed, per_channel)
         variant = "ptq"
         (out / "ptq.tflite").write_bytes(tflite)
-    else:
-        try:
-            tflite = model.read_bytes()
-        except OSError as exc:
-            raise ModelError(f"cannot read {model}: {exc.strerror}") from None
-        variant = model.stem
     oracle = Runner("tflm-host", tflite)
 
     y = x = None
