@@ -253,6 +253,13 @@ def build_config(file_values: dict[str, Any] | None = None, overrides: dict[str,
                                   f"got {value!r}.{_suggest(str(value), CHOICES[dotted])}")
             if dotted in CHECKS and not CHECKS[dotted][0](value):
                 raise ConfigError(f"{origin}: {dotted} must be {CHECKS[dotted][1]}; got {value!r}")
+            if dotted == "target.board":  # every command naming a board refuses an unknown one before work
+                from mcuquant.boards import get_board
+
+                try:
+                    get_board(value)
+                except ConfigError as exc:
+                    raise ConfigError(f"{origin}: {exc}") from None
             values[key] = value
         built[section] = cls(**values)
     return Config(**built)

@@ -339,7 +339,7 @@ def check_array(x: Any, *, what: str) -> None:
             counts = " and ".join(f"{n} {kind}" for n, kind in ((n_nan, "NaN"), (n_inf, "infinite")) if n)
             first = int(np.argmax((nan | inf).reshape(len(x), -1).any(axis=1)))
             raise DatasetError(
-                f"{what} has {counts} values (first in sample {first}); clean or impute them before training"
+                f"{what} has {counts} values (first in sample {first}); clean or impute them (mcuquant reads no NaN or infinite value)"
             )
 
 
@@ -634,6 +634,12 @@ def _encode_labels(y: np.ndarray, task: str) -> tuple[np.ndarray, str, list[str]
             f"use task='regression' or round/bin the labels"
         )
     values, codes = np.unique(y, return_inverse=True)
+    if not text and values[0] < 0:
+        first = int(np.argmax(y < 0))
+        raise DatasetError(
+            f"y has negative labels (y[{first}] = {y[first]}); class labels are indices 0..K-1 in the order of the "
+            f"model's outputs, so a negative one has no output: re-code them (e.g. y - y.min()) or give text labels"
+        )
     if len(values) < 2:
         raise DatasetError(
             f"y has a single class ({values[0].item()!r}); {task} needs at least 2 classes: "

@@ -19,12 +19,11 @@ import numpy as np
 
 from mcuquant.config import DataConfig
 from mcuquant.errors import ConfigError, DatasetError, ModelError
-from mcuquant.graph import Graph, Tensor
+from mcuquant.graph import Graph, Tensor, integer_graph
 from mcuquant.interpreters import RUNTIMES, Runner, dequantize, quantize
 from mcuquant.tasks import get_task
 from mcuquant.tf_import import native_stderr_captured
 
-_QUANTIZED_IO = ("int8", "int16")
 # Parts of converter tensor names that are not Keras layers.
 _NOT_LAYERS = ("StatefulPartitionedCall", "PartitionedCall", "Identity", "arith.constant", "tfl.")
 
@@ -110,24 +109,10 @@ def _source_variable(qat_layer, layer_name: str, target):
 
 
 def _load(model: bytes, name: str) -> Graph:
-    if len(model) < 8 or model[4:8] != b"TFL3":
-        raise ModelError(f"{name} is not a .tflite model (no TFL3 identifier): give an int8 .tflite file")
-    try:
-        graph = Graph.from_tflite(model)
-    except ModelError as exc:
-        raise ModelError(f"{name}: {exc}") from None
+    graph = integer_graph(model, name)
     if len(graph.inputs) != 1 or len(graph.outputs) != 1:
         raise ModelError(f"{name} has {len(graph.inputs)} inputs and {len(graph.outputs)} outputs; mcuquant diff "
                          "compares models with one input and one output")
-    io = [graph.tensors[graph.inputs[0]], graph.tensors[graph.outputs[0]]]
-    quantized = [t for t in graph.tensors.values() if t.scales and t.dtype in _QUANTIZED_IO]
-    if not quantized:
-        raise ModelError(f"{name} is a float model: convert with int8 quantization first "
-                         "(e.g. `mcuquant compare` writes ptq.tflite and qat.tflite)")
-    for t in io:
-        if t.dtype not in _QUANTIZED_IO or not t.scales:
-            raise ModelError(f"{name} has {t.dtype} input or output '{t.name}': convert with int8 input and output "
-                             "(converter.inference_input_type = inference_output_type = tf.int8)")
     return graph
 
 

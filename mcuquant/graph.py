@@ -20,40 +20,49 @@ from mcuquant.errors import ModelError
 INTEGER_IO = ("int8", "int16")
 
 
+_WANTED = "give an int8 .tflite (`mcuquant compare` writes ptq.tflite and qat.tflite)"
+
+
 def read_int8_tflite(path: str | Path) -> bytes:
     """The bytes of the full-integer .tflite file at ``path``, or ModelError naming the file, what
-    is wrong with it and what to give instead: missing, a folder, empty, not a TFLite flatbuffer,
-    truncated or corrupt, or a float model (float32 inputs or outputs: no quantization, or
-    weight-only "dynamic range" quantization, which a microcontroller does not run)."""
+    is wrong with it and what to give instead: missing, a folder, empty, or any fault of
+    :func:`integer_graph`."""
     path = Path(path)
-    wanted = "give an int8 .tflite (`mcuquant compare` writes ptq.tflite and qat.tflite)"
     if not path.exists():
-        raise ModelError(f"{path} not found: {wanted}")
+        raise ModelError(f"{path} not found: {_WANTED}")
     if path.is_dir():
-        raise ModelError(f"{path} is a folder: {wanted}")
+        raise ModelError(f"{path} is a folder: {_WANTED}")
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise ModelError(f"cannot read {path}: {exc.strerror}") from None
     if not data:
-        raise ModelError(f"{path} is empty (0 bytes): {wanted}")
+        raise ModelError(f"{path} is empty (0 bytes): {_WANTED}")
+    integer_graph(data, str(path))
+    return data
+
+
+def integer_graph(data: bytes, name: str) -> "Graph":
+    """The graph of a full-integer TFLite model, or ModelError: not a TFLite flatbuffer, truncated
+    or corrupt, a float model, or float inputs/outputs around int8 kernels (dynamic-range
+    quantization, or a conversion without int8 input and output types), which a microcontroller
+    does not run."""
     if len(data) < 8 or data[4:8] != b"TFL3":
-        raise ModelError(f"{path} is not a TFLite model (no TFL3 flatbuffer identifier in its first 8 bytes): {wanted}")
+        raise ModelError(f"{name} is not a TFLite model (no TFL3 flatbuffer identifier in its first 8 bytes): {_WANTED}")
     try:
         graph = Graph.from_tflite(data)
     except ModelError as exc:
-        raise ModelError(f"{path} is truncated or corrupt ({len(data)} bytes): {exc}; {wanted}") from None
-    for kind, indices in (("input", graph.inputs), ("output", graph.outputs)):
-        for i in indices:
-            t = graph.tensors[i]
-            if t.dtype not in INTEGER_IO:
-                weights_only = any(x.dtype == "int8" for x in graph.tensors.values())
-                what = ("weight-only (dynamic range) quantization: its activations stay float" if weights_only
-                        else "a float model")
-                raise ModelError(f"{path} has a {t.dtype} {kind} '{t.name}': it is {what}, which a microcontroller "
-                                 "does not run. Convert it with full-integer PTQ: `mcuquant validate --model "
-                                 "M.keras --data D` or `mcuquant compare`")
-    return data
+        raise ModelError(f"{name} is truncated or corrupt ({len(data)} bytes): {exc}; {_WANTED}") from None
+    if not any(t.scales and t.dtype in INTEGER_IO for t in graph.tensors.values()):
+        raise ModelError(f"{name} is a float model: convert with int8 quantization first (e.g. `mcuquant compare` "
+                         "writes ptq.tflite and qat.tflite)")
+    for i in graph.inputs + graph.outputs:
+        t = graph.tensors[i]
+        if t.dtype not in INTEGER_IO or not t.scales:
+            raise ModelError(f"{name} has {t.dtype} input or output '{t.name}', which a microcontroller is not fed: "
+                             "convert with int8 input and output (converter.inference_input_type = "
+                             "inference_output_type = tf.int8)")
+    return graph
 
 
 @dataclass(frozen=True)

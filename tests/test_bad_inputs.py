@@ -3,7 +3,10 @@
 nothing built or emulated first.
 
 Catalogue so far: bad .tflite files (missing, a folder, empty, 8 bytes, random bytes, truncated,
-float) against export, build, validate, diff and layers.
+float) against export, build, validate, diff and layers; bad data (NaN, inf, wrong sample shape,
+a label out of range, negative labels, targets that do not fit the outputs) against validate
+(.tflite and Keras), compare and layers; an unknown board, as a flag and in mcuquant.toml, in
+every command that takes one.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ def bad_tflites(tmp_path_factory, shared_models):
         "random": (np.random.default_rng(0).integers(0, 256, 3000, dtype=np.uint8).tobytes(),
                    "is not a TFLite model (no TFL3"),
         "truncated": (good[: len(good) // 2], "truncated or corrupt"),
-        "float": (bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert()), "float32 input"),
+        "float": (bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert()), "is a float model"),
     }
     cases = {}
     for case, (data, words) in files.items():
@@ -78,3 +81,85 @@ def test_layers_with_a_bad_tflite_is_one_clear_error(bad_tflites, trained_digits
     assert rc == 2
     assert_one_error_line(err, path.name, words)
     assert os.path.exists(keras_path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad data, for the commands that read data with a model
+
+
+@pytest.fixture(scope="module")
+def bad_data(tmp_path_factory, digits):
+    """{case: (npz path, words the error must contain)}, digits-like except for one fault each."""
+    folder = tmp_path_factory.mktemp("bad-data")
+    x = np.concatenate([digits.x_train, digits.x_val, digits.x_test])[..., 0]
+    y = np.concatenate([digits.y_train, digits.y_val, digits.y_test])
+    first = np.zeros(x.shape, bool)
+    first.flat[5] = True
+    faults = {
+        "NaN": (dict(x=np.where(first, np.nan, x), y=y), "NaN values"),
+        "inf": (dict(x=np.where(first, np.inf, x), y=y), "infinite values"),
+        "wrong sample shape": (dict(x=np.random.default_rng(0).random((100, 32, 32, 3), np.float32),
+                                    y=np.arange(100) % 10), "takes samples of shape (8, 8, 1)"),
+        "label out of range": (dict(x=x, y=np.where(np.arange(len(y)) == 3, 12, y)), "has 10 outputs but the data has 11"),
+        "negative labels": (dict(x=x, y=y - 1), "negative labels"),
+        "targets that do not fit": (dict(x=x, y=np.random.default_rng(0).random((len(y), 3), np.float32)),
+                                    "outputs 10 values per sample but the data has 3 regression targets"),
+    }
+    cases = {}
+    for case, (arrays, words) in faults.items():
+        path = folder / f"{case.replace(' ', '_')}.npz"
+        np.savez(path, **arrays)
+        cases[case] = (path, words)
+    return cases
+
+
+@pytest.fixture(scope="module")
+def digits_keras(trained_digits_cnn, tmp_path_factory):
+    model, _, _ = trained_digits_cnn
+    path = tmp_path_factory.mktemp("keras") / "cnn.keras"
+    model.save(path)
+    return path
+
+
+DATA_CASES = ["NaN", "inf", "wrong sample shape", "label out of range", "negative labels", "targets that do not fit"]
+
+
+@pytest.mark.parametrize("command", ["validate-tflite", "validate-keras", "compare", "layers"])
+@pytest.mark.parametrize("case", DATA_CASES)
+def test_bad_data_is_one_clear_error_before_any_work(bad_data, digits_cnn, digits_keras, command, case, tmp_path,
+                                                     capsys):
+    path, words = bad_data[case]
+    argv = {
+        "validate-tflite": ["validate", "--board", "qemu-nano33", "--model", str(digits_cnn)],
+        "validate-keras": ["validate", "--board", "qemu-nano33", "--model", str(digits_keras)],
+        "compare": ["compare", "--model", str(digits_keras), "--qat-epochs", "1"],
+        "layers": ["layers", "--model", str(digits_keras)],
+    }[command] + ["--data", str(path), "--out", str(tmp_path / "out")] + (["--quiet"] if command != "layers" else [])
+    if command == "layers":
+        argv.remove("--out"), argv.remove(str(tmp_path / "out"))
+    rc, _, err = run(argv, capsys)
+    assert rc == 2
+    assert_one_error_line(err, words)
+    assert not (tmp_path / "out" / "firmware").exists() and not (tmp_path / "out" / "ptq.tflite").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# An unknown board, wherever a board can be named
+
+
+@pytest.mark.parametrize("argv", [
+    ["compare", "--data", "builtin:digits"],
+    ["validate", "--model", "x.tflite"],
+    ["build", "--model", "x.tflite"],
+    ["explain", "--data", "builtin:digits"],
+], ids=lambda a: a[0])
+def test_an_unknown_board_is_refused_before_any_work(argv, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rc, _, err = run(argv + ["--board", "nano35", "--quiet"], capsys)
+    assert rc == 2
+    assert_one_error_line(err, "unknown board 'nano35'", "did you mean 'nano33'")
+    (tmp_path / "mcuquant.toml").write_text('[target]\nboard = "nano35"\n')
+    rc, _, err = run(argv + ["--quiet"], capsys)
+    assert rc == 2
+    assert_one_error_line(err, "mcuquant.toml", "unknown board 'nano35'")
+    assert list(tmp_path.iterdir()) == [tmp_path / "mcuquant.toml"]  # nothing written

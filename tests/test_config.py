@@ -64,7 +64,7 @@ per_channel = false
 int16x8 = true
 
 [target]
-board = "nucleo-f746zg"
+board = "nucleo_f446re"
 """
 
 
@@ -124,7 +124,7 @@ def test_full_file_parses_into_typed_values(tmp_path):
                                           qat_learning_rate=1.0, patience=3, seed=11)
     assert type(cfg.training.qat_learning_rate) is float
     assert cfg.quantization == QuantizationConfig(representative_samples=50, per_channel=False, int16x8=True)
-    assert cfg.target == TargetConfig(board="nucleo-f746zg")
+    assert cfg.target == TargetConfig(board="nucleo_f446re")
     # Plain data for report.json
     assert cfg.to_dict()["data"]["split"] == (0.5, 0.25, 0.25)
     assert cfg.to_dict()["training"]["epochs"] is None
@@ -166,7 +166,7 @@ def test_cli_text_overrides_win_over_the_file(tmp_path):
     assert cfg.training.epochs == 12
     assert cfg.data.normalize == "none"
     assert cfg.training.seed == 11  # from the file
-    assert cfg.target.board == "nucleo-f746zg"  # untouched keys keep the file's values
+    assert cfg.target.board == "nucleo_f446re"  # untouched keys keep the file's values
 
 
 def test_split_override_tolerates_spaces():

@@ -221,7 +221,7 @@ def test_errors_name_the_problem(seed000, trained_digits_cnn, digits, tmp_path):
         run_diff(tmp_path / "missing.tflite", good)
     garbage = tmp_path / "garbage.tflite"
     garbage.write_bytes(b"not a model at all" * 10)
-    with pytest.raises(ModelError, match="not a .tflite model"):
+    with pytest.raises(ModelError, match="not a TFLite model"):
         run_diff(garbage, good)
     with pytest.raises(ConfigError, match="--samples needs --data"):
         run_diff(good, good, samples=5)

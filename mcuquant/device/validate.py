@@ -173,6 +173,8 @@ def _validate_model(board: Board, model: Path, *, data, data_options: DataConfig
         variant = "ptq"
         (out / "ptq.tflite").write_bytes(tflite)
     oracle = Runner("tflm-host", tflite)
+    if dataset is not None and not keras:
+        dataset = _fitted(dataset, oracle, model)
 
     y = x = None
     if dataset is not None:
@@ -217,6 +219,20 @@ def _validate_model(board: Board, model: Path, *, data, data_options: DataConfig
     }
     write_json(report, out / "report.json")
     return report
+
+
+def _fitted(dataset, runner, path: Path):
+    """``dataset`` as the .tflite at ``path`` takes it (a channel axis added), or DatasetError/ModelError
+    when its samples, classes or targets do not fit the model's input and output."""
+    from types import SimpleNamespace
+
+    from mcuquant.models import check_model_fits_data
+
+    shape_of = SimpleNamespace(name=path.name, inputs=[0], outputs=[0],
+                               input_shape=(None, *runner.input.shape[1:]), output_shape=(None, *runner.output.shape[1:]))
+    dataset = dataset.for_model_input(tuple(runner.input.shape[1:]))
+    check_model_fits_data(shape_of, dataset)
+    return dataset
 
 
 def _convert_keras(path: Path, dataset, n_representative: int, seed: int, per_channel: bool) -> bytes:
