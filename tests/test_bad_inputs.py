@@ -163,3 +163,15 @@ def test_an_unknown_board_is_refused_before_any_work(argv, tmp_path, capsys, mon
     assert rc == 2
     assert_one_error_line(err, "mcuquant.toml", "unknown board 'nano35'")
     assert list(tmp_path.iterdir()) == [tmp_path / "mcuquant.toml"]  # nothing written
+
+
+def test_fail_under_on_a_regression_task_is_refused_before_the_run(digits_cnn, tmp_path, capsys):
+    path = tmp_path / "targets.npz"
+    rng = np.random.default_rng(0)
+    np.savez(path, x=rng.random((100, 8, 8), np.float32), y=rng.random((100, 10), np.float32))
+    rc, _, err = run(["validate", "--board", "qemu-nano33", "--model", str(digits_cnn), "--data", str(path),
+                      "--fail-under", "5%", "--out", str(tmp_path / "v"), "--quiet"], capsys)
+    assert rc == 2
+    assert_one_error_line(err, "--fail-under gates a classification error rate", "regression task",
+                          "--min-bit-exact")
+    assert not (tmp_path / "v" / "firmware").exists()

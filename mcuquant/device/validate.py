@@ -93,7 +93,8 @@ def validate(board: Board | str, model: str | Path | None = None, *, data: str |
             raise ConfigError(f"{model} is a compare work folder: it is measured on its own test split "
                               "(dataset.npz), so drop --data and --samples")
         return _validate_compare_dir(board, model, Path(out_dir) if out_dir else model, port=port, backend=backend,
-                                     upload=upload, progress=progress, started=started, resume=resume)
+                                     upload=upload, progress=progress, started=started, resume=resume,
+                                     require_labels=require_labels)
     return _validate_model(board, model, data=data, data_options=data_options, samples=samples,
                            out=Path(out_dir) if out_dir else DEFAULT_OUT, port=port, backend=backend, upload=upload,
                            require_labels=require_labels, representative_samples=representative_samples,
@@ -105,11 +106,12 @@ def validate(board: Board | str, model: str | Path | None = None, *, data: str |
 
 
 def _validate_compare_dir(board: Board, work: Path, out: Path, *, port, backend, upload, progress,
-                          started: float, resume: bool) -> dict:
+                          started: float, resume: bool, require_labels: bool) -> dict:
     from mcuquant.data import Dataset
     from mcuquant.ladder import INT8_VARIANTS, add_rungs, write_json
 
     dataset = Dataset.load(work / "dataset.npz")
+    _check_gateable(dataset, require_labels, str(work))
     jobs = []
     for variant in INT8_VARIANTS:
         tflite_path, inputs_path = work / f"{variant}.tflite", work / f"{variant}_test_inputs.npy"
@@ -168,6 +170,7 @@ def _validate_model(board: Board, model: Path, *, data, data_options: DataConfig
     dataset = None
     if data is not None:
         dataset = data_options.load(data)
+        _check_gateable(dataset, require_labels, data)
     if keras:
         tflite = _convert_keras(model, dataset, representative_samples, data_options.seed, per_channel)
         variant = "ptq"
@@ -219,6 +222,13 @@ def _validate_model(board: Board, model: Path, *, data, data_options: DataConfig
     }
     write_json(report, out / "report.json")
     return report
+
+
+def _check_gateable(dataset, require_labels: bool, source: str) -> None:
+    """--fail-under gates a classification error rate: refused before any build for another task."""
+    if require_labels and dataset.task != "classification":
+        raise ConfigError(f"--fail-under gates a classification error rate, but {source} is a {dataset.task} task; "
+                          "drop --fail-under (--min-bit-exact gates any task)")
 
 
 def _fitted(dataset, runner, path: Path):
