@@ -421,7 +421,7 @@ def check_model(tflite: bytes, backend: str = "builtin") -> list[str]:
     return structural + unsupported + _check_supported(info, backend)
 
 
-def _load_checked(tflite: bytes, backend: str) -> ModelInfo:
+def _load_checked(tflite: bytes, backend: str, name: str = "model") -> ModelInfo:
     if backend not in SUPPORTED_OPS:
         raise ConfigError(f"unknown backend {backend!r}; choose one of {sorted(SUPPORTED_OPS)}")
     info, structural, unsupported = parse_model(tflite)
@@ -431,8 +431,17 @@ def _load_checked(tflite: bytes, backend: str) -> ModelInfo:
         raise ModelError("invalid model: nothing could be parsed")
     unsupported = unsupported + _check_supported(info, backend)
     if unsupported:
-        raise UnsupportedOpError(f"model not supported by the {backend!r} backend:\n  " + "\n  ".join(unsupported))
+        raise UnsupportedOpError(unsupported_message(unsupported, backend, name))
     return info
+
+
+def unsupported_message(problems: list[str], backend: str, name: str = "model") -> str:
+    """One line for the problems of ``check_model``: an int16x8 model said as such, else the problems
+    one after another."""
+    if backend == "builtin" and any("has dtype INT16; activations must be INT8" in p for p in problems):
+        return (f"{name} has 16-bit activations (int16x8 quantization), which the builtin runtime does not run (it "
+                "runs int8 models): use --backend tflm, or give the int8 model (ptq.tflite)")
+    return f"{name} is not supported by the {backend!r} backend: " + "; ".join(problems)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -663,7 +672,7 @@ def export_model(tflite: bytes, out_dir, *, name: str | None = None, backend: st
     plus a margin (tflm_arena).
     """
     data = bytes(tflite)
-    info = _load_checked(data, backend)
+    info = _load_checked(data, backend, name or "model")
     ident = c_identifier(name or "model")
     tflm = None
     if backend == "builtin":

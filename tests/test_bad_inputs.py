@@ -175,3 +175,38 @@ def test_fail_under_on_a_regression_task_is_refused_before_the_run(digits_cnn, t
     assert_one_error_line(err, "--fail-under gates a classification error rate", "regression task",
                           "--min-bit-exact")
     assert not (tmp_path / "v" / "firmware").exists()
+
+
+@pytest.fixture(scope="module")
+def unrunnable_tflites(tmp_path_factory):
+    """Valid integer models the builtin runtime does not run: {case: (path, words)}."""
+    from mcuquant.quantize import convert_ptq, convert_ptq16x8
+    from mcuquant.tf_import import keras, tensorflow
+
+    tf, k = tensorflow(), keras()
+    folder = tmp_path_factory.mktemp("unrunnable")
+    rep = np.random.default_rng(0).random((50, 8, 8, 1), np.float32)
+    k.utils.set_random_seed(0)
+    plain = k.Sequential([k.Input((8, 8, 1)), k.layers.Conv2D(4, 3), k.layers.Flatten(), k.layers.Dense(10)])
+    inp = k.Input((8, 8, 1))
+    x = k.layers.Lambda(lambda v: tf.math.squared_difference(v, 0.5))(k.layers.Conv2D(4, 3)(inp))
+    odd = k.Model(inp, k.layers.Dense(10)(k.layers.Flatten()(x)))
+    cases = {"int16x8": (convert_ptq16x8(plain, rep).tflite, "16-bit activations (int16x8 quantization)"),
+             "unsupported op": (convert_ptq(odd, rep).tflite, "op SQUARED_DIFFERENCE is not supported by the 'builtin'")}
+    out = {}
+    for case, (data, words) in cases.items():
+        path = folder / f"{case.replace(' ', '_')}.tflite"
+        path.write_bytes(data)
+        out[case] = (path, words)
+    return out
+
+
+@pytest.mark.parametrize("command", ["export", "build", "validate"])
+@pytest.mark.parametrize("case", ["int16x8", "unsupported op"])
+def test_a_model_the_runtime_cannot_run_is_one_clear_error_before_any_build(unrunnable_tflites, command, case,
+                                                                           tmp_path, capsys):
+    path, words = unrunnable_tflites[case]
+    rc, _, err = run(COMMANDS[command](path, tmp_path), capsys)
+    assert rc == 2
+    assert_one_error_line(err, path.name, words)
+    assert not (tmp_path / "fw").exists() and not (tmp_path / "v" / "firmware").exists()

@@ -117,6 +117,7 @@ def _validate_compare_dir(board: Board, work: Path, out: Path, *, port, backend,
         tflite_path, inputs_path = work / f"{variant}.tflite", work / f"{variant}_test_inputs.npy"
         if tflite_path.is_file() and inputs_path.is_file():
             jobs.append(_Job(variant, tflite_path.read_bytes(), np.load(inputs_path)))
+            _check_runs(jobs[-1].tflite, board, backend, str(tflite_path))
     if not jobs:
         raise ConfigError(f"{work} holds no int8 model to measure ({', '.join(f'{v}.tflite' for v in INT8_VARIANTS)} "
                           "with its _test_inputs.npy); run `mcuquant compare` again")
@@ -164,6 +165,7 @@ def _validate_model(board: Board, model: Path, *, data, data_options: DataConfig
         from mcuquant.graph import read_int8_tflite
 
         tflite = read_int8_tflite(model)  # before the data and any build: a bad file fails first
+        _check_runs(tflite, board, backend, model.name)
         variant = model.stem
     out.mkdir(parents=True, exist_ok=True)
 
@@ -222,6 +224,17 @@ def _validate_model(board: Board, model: Path, *, data, data_options: DataConfig
     }
     write_json(report, out / "report.json")
     return report
+
+
+def _check_runs(tflite: bytes, board: Board, backend: str | None, name: str) -> None:
+    """Refuse, before any build, a model the board's backend cannot run (an op, int16 activations)."""
+    from mcuquant.errors import UnsupportedOpError
+    from mcuquant.export import check_model, unsupported_message
+
+    backend = backend or board.default_backend
+    problems = check_model(tflite, backend)
+    if problems:
+        raise UnsupportedOpError(unsupported_message(problems, backend, name))
 
 
 def _check_gateable(dataset, require_labels: bool, source: str) -> None:
