@@ -178,3 +178,30 @@ def test_killed_qemu_leaves_a_partial_report_and_resume_completes_it(digits_cnn,
     assert {k: v for k, v in device.items() if k not in skip} == \
         {k: v for k, v in whole["rungs"][-1].items() if k not in skip}
     assert qemu_children() == []
+
+
+@pytest.mark.slow
+@pytest.mark.qemu
+def test_soak_10000_samples_through_a_faulty_link(digits_elf, digits, capsys):
+    """10,000 samples on qemu-nano33 through the fault proxy: 0.1% of bytes corrupted and 0.1% of
+    frames lost, both ways. The run finishes, every output is tflm-host's, and the re-sends are
+    counted and printed."""
+    from mcuquant.interpreters import quantize
+
+    elf, tflite = digits_elf
+    oracle = Runner("tflm-host", tflite)
+    pool = quantize(digits.x_test, oracle.input)
+    xq = pool[np.arange(10_000) % len(pool)]
+    expected = oracle.run(xq, progress=False)
+    started = time.monotonic()
+    with QemuEmulator(get_board("qemu-nano33"), elf) as emu, \
+            FaultProxy(emu.url, corrupt_rate=0.001, lose_rate=0.001, seed=7) as proxy:
+        with Link.open(proxy.url, expected_sha256=hashlib.sha256(tflite).hexdigest(), timeout=harness.REPLY_TIMEOUT_S,
+                       invoke_timeout=harness.INVOKE_TIMEOUT_S, handshake_timeout=harness.HANDSHAKE_TIMEOUT_S) as link:
+            run = harness.measure(link, xq, progress=False)
+    np.testing.assert_array_equal(run.outputs.reshape(expected.shape), expected)
+    assert proxy.corrupted_bytes > 100 and proxy.lost_frames > 5 and run.resends >= proxy.lost_frames
+    with capsys.disabled():
+        print(f"\nsoak: {len(xq)} samples in {time.monotonic() - started:.0f} s, byte-identical with tflm-host; "
+              f"{proxy.corrupted_bytes} bytes corrupted, {proxy.lost_frames} frames lost, {run.resends} re-sends, "
+              f"{run.bad_frames} bad frames dropped")

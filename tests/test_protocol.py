@@ -705,7 +705,8 @@ def test_link_recovers_from_a_damaged_exchange(kws_model, kws_fw, kws_tflm, faul
                 # Inference numbers 1, 2, 3, ...: a retried INVOKE never ran twice.
                 assert link.last_inference == i + 1
         assert sorted(proxy.applied) == sorted(FAULTS[fault])
-        assert link.resends >= 1
+        # Garbage beside an intact frame costs nothing: the reply right behind it is taken, no re-send.
+        assert link.resends >= 1 or fault.startswith("garbage")
 
 
 def test_retries_are_bounded_and_raise_transport_error(kws_fw, kws_tflm, caplog):
@@ -717,7 +718,7 @@ def test_retries_are_bounded_and_raise_transport_error(kws_fw, kws_tflm, caplog)
             with pytest.raises(TransportError, match=r"no valid reply to RUN \(seq 1\) after 3 attempts"):
                 link.infer(x)
             assert time.monotonic() - started < 3
-    assert sum("retry" in r.getMessage() for r in caplog.records) == 2
+    assert sum("re-send" in r.getMessage() for r in caplog.records) == 2
 
 
 def test_killed_firmware_gives_transport_error_and_no_orphan(kws_fw, kws_tflm):

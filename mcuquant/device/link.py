@@ -220,12 +220,14 @@ class Link:
         """Send one request and return its reply.
 
         Deadlines that hold whatever arrives: the same frame (same seq) is re-sent when the line
-        stays quiet for the reply timeout, or at once after a corrupted frame or a frame-level
-        ERROR, at most ``retries`` times; the exchange fails when the last attempt stays quiet
-        for the reply timeout, and in any case after ``timeout * (retries + 1)`` seconds, plus
-        ``invoke_timeout`` for an inference. During an inference the device's BUSY frames prove
-        it is computing, so silence means a lost frame after ``timeout``; a device that sends no
-        BUSY frames (busy_ms 0) may be silent for up to ``invoke_timeout``.
+        stays quiet for the reply timeout (at most ``retries`` times), and after a corrupted frame
+        or a frame-level ERROR (at most once per hundredth of the reply timeout: corruption alone never
+        exhausts the retries, and a flood cannot make the host spam the device). The exchange fails
+        when the last quiet re-send stays unanswered for the reply timeout, and in any case after
+        ``timeout * (retries + 1)`` seconds, plus ``invoke_timeout`` for an inference. During an
+        inference the device's BUSY frames prove it is computing, so silence means a lost frame
+        after ``timeout``; a device that sends no BUSY frames (busy_ms 0) may be silent for up to
+        ``invoke_timeout``.
         """
         seq = self._seq
         self._seq = (seq + 1) & 0xFFFF
@@ -243,26 +245,33 @@ class Link:
         started = time.monotonic()
         give_up = started + silence * (self.retries + 1) + (self.invoke_timeout if inference else 0.0)
 
-        attempts = 1
+        attempts = 1  # frames sent
+        quiet_resends = 0  # re-sends after silence: at most `retries`
+        min_gap = min(silence / 100, 0.01)  # re-sends after corruption: at most one per min_gap
         problem: tuple[str, BaseException | None] | None = None  # why the next re-send happens
         self._send(wire, what)
-        quiet_until = time.monotonic() + silence
+        last_send = time.monotonic()
+        quiet_until = last_send + silence
+        corrupt_resend_at = None  # a re-send after corruption, held back to keep min_gap
         while True:
             now = time.monotonic()
-            if now >= give_up or (now >= quiet_until and attempts > self.retries):
+            if now >= give_up or (now >= quiet_until and quiet_resends >= self.retries):
                 cause = problem[0] if problem else f"no reply within {silence:.3g} s"
                 raise TransportError(f"{self.name}: no valid reply to {what} after {attempts} attempts in "
                                      f"{now - started:.1f} s; last cause: {cause}") from (problem[1] if problem else None)
-            resend = now >= quiet_until
+            resend = now >= quiet_until or (corrupt_resend_at is not None and now >= corrupt_resend_at)
             if resend:
+                if corrupt_resend_at is None or now < corrupt_resend_at:
+                    quiet_resends += 1
                 problem = problem or (f"no reply within {silence:.3g} s", None)
             else:
+                wake = min(quiet_until, give_up, corrupt_resend_at or give_up)
                 try:
-                    frame = self._reader.read(min(quiet_until, give_up) - now)
+                    frame = self._reader.read(wake - now)
                 except p.FrameError as exc:
                     self.bad_frames += 1
                     problem = (f"corrupted frame from the device ({exc})", exc)
-                    resend = attempts <= self.retries
+                    corrupt_resend_at = last_send + min_gap
                 except (serial.SerialException, OSError) as exc:
                     raise TransportError(f"{self.name}: link failed while waiting for the reply to {what}: {exc}") from exc
                 else:
@@ -278,16 +287,17 @@ class Link:
                     if not _frame_level_error(frame):
                         continue  # a stale reply, skipped
                     problem = (f"the device reported {p.parse_error(frame.body)[0].name}", None)
-                    resend = attempts <= self.retries
-            if not resend:
-                continue
-            log.warning("%s: retry %d/%d of %s: %s", self.name, attempts, self.retries, what, problem[0])
+                    corrupt_resend_at = last_send + min_gap
+                continue  # a re-send, if one is due, happens at the top of the loop
+            log.warning("%s: re-send %d of %s: %s", self.name, attempts, what, problem[0])
             self.retry_log.append({"request": what, "attempt": attempts, "cause": problem[0]})
             self.resends += 1
             attempts += 1
             problem = None
+            corrupt_resend_at = None
             self._send(wire, what)
-            quiet_until = time.monotonic() + silence
+            last_send = time.monotonic()
+            quiet_until = last_send + silence
 
     def _wire_seconds(self, n_bytes: int) -> float:
         """Time to move n bytes over a real UART at its baud rate (10 bits a byte); 0 for sockets."""
