@@ -374,6 +374,9 @@ def _parse(data: bytes) -> tuple[ModelInfo | None, list[str], list[str]]:
 def _check_supported(info: ModelInfo, backend: str) -> list[str]:
     """Ops, options and dtypes the backend cannot run, each naming operator index and op."""
     supported = SUPPORTED_OPS[backend]
+    if backend == "builtin" and any(t.dtype == "INT16" and not t.is_constant for t in info.tensors):
+        return ["it has 16-bit activations (int16x8 quantization), and the builtin runtime runs int8 models: use "
+                "--backend tflm, or give the int8 model (ptq.tflite)"]
     problems = []
     for op in info.operators:
         where = f"operator {op.index} ({op.name})"
@@ -436,11 +439,7 @@ def _load_checked(tflite: bytes, backend: str, name: str = "model") -> ModelInfo
 
 
 def unsupported_message(problems: list[str], backend: str, name: str = "model") -> str:
-    """One line for the problems of ``check_model``: an int16x8 model said as such, else the problems
-    one after another."""
-    if backend == "builtin" and any("has dtype INT16; activations must be INT8" in p for p in problems):
-        return (f"{name} has 16-bit activations (int16x8 quantization), which the builtin runtime does not run (it "
-                "runs int8 models): use --backend tflm, or give the int8 model (ptq.tflite)")
+    """The problems of ``check_model`` in one line."""
     return f"{name} is not supported by the {backend!r} backend: " + "; ".join(problems)
 
 

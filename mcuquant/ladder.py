@@ -153,7 +153,8 @@ def prepare(cfg: Config, out_dir: str | Path, *, progress: bool = True, data: Da
     if keras3.is_keras3(model) and keras3.is_exported(model):
         # Float and PTQ only: nothing to make QAT from; the exported folder is the float model's artifact.
         history = {"epochs_run": 0}
-        console.print(f"exported SavedModel: no QAT rungs ({NO_QAT_FOR_EXPORTED.split('; ', 1)[1]})")
+        console.print("exported SavedModel: float and PTQ rungs only (tfmot cannot make a traced graph "
+                      "quantization-aware; the .keras or .h5 file gets the QAT rungs)")
     else:
         if keras3.is_keras3(model):  # the float rung and PTQ use it as it is, QAT its verified tf-keras translation
             history = {"epochs_run": 0}

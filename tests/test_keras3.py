@@ -333,12 +333,17 @@ def test_an_exported_savedmodel_gets_the_float_and_ptq_rungs_and_says_why_no_qat
     assert "Range differences (mcuquant explain)" in (work / "report.html").read_text()
 
 
+def _validated_on_qemu(work, capsys) -> dict:
+    """`mcuquant validate --board qemu-nano33` on a compare work folder: its report afterwards."""
+    rc, _, err = run(["validate", "--board", "qemu-nano33", "--model", str(work), "--quiet"], capsys)
+    assert rc == 0, err
+    return json.loads((work / "report.json").read_text())
+
+
 @pytest.mark.qemu
 def test_an_exported_savedmodel_validates_on_qemu(explained_export, pio_core, capsys):
     work, _ = explained_export
-    rc, _, err = run(["validate", "--board", "qemu-nano33", "--model", str(work), "--quiet"], capsys)
-    assert rc == 0, err
-    report = json.loads((work / "report.json").read_text())
+    report = _validated_on_qemu(work, capsys)
     device = [r for r in report["rungs"] if r["id"].endswith("/device")]
     assert [r["id"] for r in device] == ["ptq/device"]
     assert device[0]["bit_exact_rate"] == 1.0 and device[0]["n"] == report["dataset"]["n_test"]
@@ -377,9 +382,7 @@ def test_compare_runs_every_host_rung_with_the_translation_check(compared, k3_fi
 @pytest.mark.qemu
 def test_validate_on_qemu_is_byte_identical(compared, pio_core, capsys):
     work, _ = compared
-    rc, _, err = run(["validate", "--board", "qemu-nano33", "--model", str(work), "--quiet"], capsys)
-    assert rc == 0, err
-    report = json.loads((work / "report.json").read_text())
+    report = _validated_on_qemu(work, capsys)
     ids = [r["id"] for r in report["rungs"]]
     assert set(HOST_RUNGS + ["ptq/device", "qat/device"]) <= set(ids)
     for rung in (r for r in report["rungs"] if r["id"].endswith("/device")):

@@ -250,21 +250,22 @@ def measure(link, xq: np.ndarray, *, label: str = "device", progress: bool = Tru
         raise ConfigError("no samples to measure")
     unit = info.counter_unit or "count"
     todo = journal.missing(len(xq)) if journal is not None else range(len(xq))
-    results: dict[int, tuple[np.ndarray, int]] = {}
+    fresh: dict[int, tuple[np.ndarray, int]] = {}  # without a journal, the results are kept here
     start = time.monotonic()
     with progress_bar(label, len(todo), enabled=progress) as advance:
         for i in todo:
             y, count = link.infer(xq[i])
             if journal is not None:
                 journal.record(i, y, count)
-            results[i] = (y, count)
+            else:
+                fresh[i] = (y, count)
             advance(**({unit: count} if info.counter_unit else {}))
     if journal is not None:
         spec = info.outputs[0]
         outputs, counts = journal.arrays(len(xq), spec.dtype, spec.sample_shape)
     else:
-        outputs = np.stack([results[i][0] for i in range(len(xq))])
-        counts = np.asarray([results[i][1] for i in range(len(xq))], dtype=np.int64)
+        outputs = np.stack([fresh[i][0] for i in range(len(xq))])
+        counts = np.asarray([fresh[i][1] for i in range(len(xq))], dtype=np.int64)
     return Measurement(outputs, counts, info, time.monotonic() - start, link.resends, link.bad_frames,
                        link.busy_frames, tuple(link.retry_log), len(xq) - len(todo))
 

@@ -259,9 +259,10 @@ class Link:
                 cause = problem[0] if problem else f"no reply within {silence:.3g} s"
                 raise TransportError(f"{self.name}: no valid reply to {what} after {attempts} attempts in "
                                      f"{now - started:.1f} s; last cause: {cause}") from (problem[1] if problem else None)
-            resend = now >= quiet_until or (corrupt_resend_at is not None and now >= corrupt_resend_at)
+            after_corruption = corrupt_resend_at is not None and now >= corrupt_resend_at
+            resend = after_corruption or now >= quiet_until
             if resend:
-                if corrupt_resend_at is None or now < corrupt_resend_at:
+                if not after_corruption:
                     quiet_resends += 1
                 problem = problem or (f"no reply within {silence:.3g} s", None)
             else:

@@ -288,6 +288,13 @@ class DeviceInfo:
     def ready(self) -> bool:
         return self.backend_status == 0
 
+    @classmethod
+    def from_dict(cls, d: dict) -> DeviceInfo:
+        """The inverse of ``dataclasses.asdict`` (as a journal stores the handshake)."""
+        specs = {k: tuple(TensorSpec(**{**spec, "shape": tuple(spec["shape"])}) for spec in d[k])
+                 for k in ("inputs", "outputs")}
+        return cls(**{**d, **specs})
+
 
 @dataclass(frozen=True)
 class Result:

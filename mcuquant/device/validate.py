@@ -344,12 +344,9 @@ def journal_name(variant: str) -> str:
 def _measurement_from(journal: Journal, n: int):
     """The Measurement of a run whose every sample is in ``journal`` (nothing left to measure)."""
     from mcuquant.device.harness import Measurement
-    from mcuquant.device.protocol import DeviceInfo, TensorSpec
+    from mcuquant.device.protocol import DeviceInfo
 
-    device = dict(journal.device)
-    for key in ("inputs", "outputs"):
-        device[key] = tuple(TensorSpec(**{**spec, "shape": tuple(spec["shape"])}) for spec in device[key])
-    info = DeviceInfo(**device)
+    info = DeviceInfo.from_dict(journal.device)
     spec = info.outputs[0]
     outputs, counts = journal.arrays(n, spec.dtype, spec.sample_shape)
     return Measurement(outputs, counts, info, 0.0, 0, 0, resumed=n)
