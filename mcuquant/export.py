@@ -374,7 +374,8 @@ def _parse(data: bytes) -> tuple[ModelInfo | None, list[str], list[str]]:
 def _check_supported(info: ModelInfo, backend: str) -> list[str]:
     """Ops, options and dtypes the backend cannot run, each naming operator index and op."""
     supported = SUPPORTED_OPS[backend]
-    if backend == "builtin" and any(t.dtype == "INT16" and not t.is_constant for t in info.tensors):
+    # An int16x8 model takes and gives int16 (an int8 LSTM's int16 cell state is not one).
+    if backend == "builtin" and any(info.tensors[t].dtype == "INT16" for t in info.inputs + info.outputs):
         return ["it has 16-bit activations (int16x8 quantization), and the builtin runtime runs int8 models: use "
                 "--backend tflm, or give the int8 model (ptq.tflite)"]
     problems = []
