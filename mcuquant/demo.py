@@ -23,5 +23,6 @@ def run_demo(out_dir: str | Path = DEFAULT_OUT, *, board: str = DEMO_BOARD, prog
     from mcuquant.config import build_config
     from mcuquant.explain import run_explain
 
-    cfg = build_config({}, {"data.source": DEMO_DATA, "model.source": DEMO_MODEL, "target.board": board})
+    cfg = build_config({}, {"data.source": DEMO_DATA, "model.source": DEMO_MODEL, "target.board": board},
+                       flag_names={"target.board": "--board"})
     return run_explain(cfg, out_dir, board=board, progress=progress)

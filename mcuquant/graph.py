@@ -59,9 +59,11 @@ def integer_graph(data: bytes, name: str) -> "Graph":
     for i in graph.inputs + graph.outputs:
         t = graph.tensors[i]
         if t.dtype not in INTEGER_IO or not t.scales:
-            raise ModelError(f"{name} has {t.dtype} input or output '{t.name}', which a microcontroller is not fed: "
-                             "convert with int8 input and output (converter.inference_input_type = "
-                             "inference_output_type = tf.int8)")
+            raise ModelError(f"{name} has {t.dtype} input or output '{t.name}' (dynamic-range quantization, or a "
+                             "conversion without int8 input and output types), which a microcontroller is not fed: "
+                             "convert with full integer quantization (a representative_dataset and "
+                             "converter.inference_input_type = inference_output_type = tf.int8; `mcuquant compare` "
+                             "writes ptq.tflite)")
     return graph
 
 

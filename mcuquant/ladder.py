@@ -87,6 +87,11 @@ def _build_model(cfg: Config, data: Dataset):
 
 def _keras_predictions(model, data: Dataset) -> np.ndarray:
     out = model.predict(data.x_test, batch_size=256, verbose=0)
+    bad = ~np.isfinite(np.asarray(out, np.float64).reshape(len(out), -1)).all(axis=1)
+    if bad.any():  # finite inputs and weights, yet overflow or a log/sqrt of a negative inside the model
+        raise ModelError(f"model '{model.name}' outputs NaN or inf for {int(bad.sum())} of {len(bad)} test samples "
+                         f"(first: test sample {int(np.argmax(bad))}); int8 conversion needs finite activations: "
+                         "check the model's layers (e.g. log, sqrt, division) and the data's scale (--normalize)")
     return get_task(data.task).predictions(out, data.x_test, data.y_test.shape)
 
 
@@ -299,8 +304,21 @@ def add_rungs(out_dir: str | Path, rungs: list[Rung], details: dict[str, dict], 
 def write_json(report: dict, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2, default=_json_default) + "\n")
+    # Strict JSON (no NaN/Infinity literals, which JSON readers refuse): a non-finite number is null.
+    path.write_text(json.dumps(_finite(report), indent=2, default=_json_default, allow_nan=False) + "\n")
     return path
+
+
+def _finite(value):
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+        return _finite(value.tolist())
+    return value
 
 
 def _json_default(value):

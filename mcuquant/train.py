@@ -44,8 +44,26 @@ def _fit(model, data: Dataset, epochs: int, cfg: TrainingConfig, label: str, pro
             callbacks=[_Bar()] + ([stop] if has_val else []),
         )
     epochs_run = len(history.history["loss"])
+    _check_converged(model, history.history, label, cfg)
     return {"epochs_run": epochs_run, "steps": epochs_run * math.ceil(len(data.x_train) / cfg.batch_size),
             **{k_: [float(v) for v in vs] for k_, vs in history.history.items()}}
+
+
+def _check_converged(model, history: dict, label: str, cfg: TrainingConfig) -> None:
+    """A training run whose loss or weights went NaN/inf ends here, naming the epoch and the fix, instead
+    of failing later in conversion with a message about scales."""
+    from mcuquant.models.loading import non_finite_weights
+
+    losses = history.get("loss", [])
+    epoch = next((i + 1 for i, v in enumerate(losses) if not math.isfinite(v)), None)
+    bad = non_finite_weights(model)
+    if epoch is None and bad is None:
+        return
+    qat = label.startswith("QAT")
+    rate, flag = (cfg.qat_learning_rate, "--qat-lr") if qat else (cfg.learning_rate, "--lr")
+    where = f"the loss became {losses[epoch - 1]} at epoch {epoch}" if epoch else f"NaN/inf weights in {bad}"
+    raise ModelError(f"{'QAT fine-tuning' if qat else 'float training'} diverged: {where} (learning rate {rate:g}); lower the learning rate ({flag}, "
+                     f"[training] {'qat_' if qat else ''}learning_rate) or check the data's scale (--normalize)")
 
 
 def train_float(model, data: Dataset, cfg: TrainingConfig, epochs: int, *, progress: bool = True) -> dict:

@@ -2,11 +2,14 @@
 `mcuquant: error: ...` line naming the file and the problem, exit status 2, no traceback, and
 nothing built or emulated first.
 
-Catalogue so far: bad .tflite files (missing, a folder, empty, 8 bytes, random bytes, truncated,
-float) against export, build, validate, diff and layers; bad data (NaN, inf, wrong sample shape,
-a label out of range, negative labels, targets that do not fit the outputs) against validate
-(.tflite and Keras), compare and layers; an unknown board, as a flag and in mcuquant.toml, in
-every command that takes one.
+The catalogue: bad .tflite files (missing, a folder, empty, 8 bytes, random bytes, truncated,
+float, dynamic-range) against export, build, validate, diff and layers; integer models the runtime
+does not run (int16x8, an unsupported op) against export, build and validate; bad data (NaN, inf,
+wrong sample shape, a label out of range or more classes than outputs, negative labels, targets
+that do not fit the outputs) against validate (.tflite and Keras), compare, explain and layers;
+Keras models with NaN weights, and training that diverges, against the commands that take a Keras
+model; an unknown board, as a flag and in mcuquant.toml, in every command that takes one; typos
+in mcuquant.toml against every command that reads it.
 """
 
 from __future__ import annotations
@@ -27,7 +30,9 @@ def bad_tflites(tmp_path_factory, shared_models):
     folder = tmp_path_factory.mktemp("bad-tflite")
     good = (shared_models / "kws_ref_model.tflite").read_bytes()
     tf, k = tensorflow(), keras()
-    model = k.Sequential([k.Input((8, 8, 1)), k.layers.Flatten(), k.layers.Dense(10)])
+    model = k.Sequential([k.Input((8, 8, 1)), k.layers.Flatten(), k.layers.Dense(32), k.layers.Dense(10)])
+    dynamic = tf.lite.TFLiteConverter.from_keras_model(model)
+    dynamic.optimizations = [tf.lite.Optimize.DEFAULT]  # no representative set: int8 weights, float activations
     files = {
         "empty": (b"", "is empty (0 bytes)"),
         "8 bytes": (good[:8], "truncated or corrupt"),
@@ -35,6 +40,7 @@ def bad_tflites(tmp_path_factory, shared_models):
                    "is not a TFLite model (no TFL3"),
         "truncated": (good[: len(good) // 2], "truncated or corrupt"),
         "float": (bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert()), "is a float model"),
+        "dynamic range": (bytes(dynamic.convert()), "(dynamic-range quantization"),
     }
     cases = {}
     for case, (data, words) in files.items():
@@ -54,7 +60,7 @@ COMMANDS = {
                                 "--out", str(tmp / "v"), "--quiet"],
     "diff": lambda m, tmp: ["diff", str(m), str(m)],
 }
-CASES = ["missing", "a folder", "empty", "8 bytes", "random", "truncated", "float"]
+CASES = ["missing", "a folder", "empty", "8 bytes", "random", "truncated", "float", "dynamic range"]
 
 
 @pytest.mark.parametrize("command", list(COMMANDS))
@@ -124,7 +130,7 @@ def digits_keras(trained_digits_cnn, tmp_path_factory):
 DATA_CASES = ["NaN", "inf", "wrong sample shape", "label out of range", "negative labels", "targets that do not fit"]
 
 
-@pytest.mark.parametrize("command", ["validate-tflite", "validate-keras", "compare", "layers"])
+@pytest.mark.parametrize("command", ["validate-tflite", "validate-keras", "compare", "explain", "layers"])
 @pytest.mark.parametrize("case", DATA_CASES)
 def test_bad_data_is_one_clear_error_before_any_work(bad_data, digits_cnn, digits_keras, command, case, tmp_path,
                                                      capsys):
@@ -133,6 +139,7 @@ def test_bad_data_is_one_clear_error_before_any_work(bad_data, digits_cnn, digit
         "validate-tflite": ["validate", "--board", "qemu-nano33", "--model", str(digits_cnn)],
         "validate-keras": ["validate", "--board", "qemu-nano33", "--model", str(digits_keras)],
         "compare": ["compare", "--model", str(digits_keras), "--qat-epochs", "1"],
+        "explain": ["explain", "--model", str(digits_keras), "--qat-epochs", "1", "--board", "qemu-nano33"],
         "layers": ["layers", "--model", str(digits_keras)],
     }[command] + ["--data", str(path), "--out", str(tmp_path / "out")] + (["--quiet"] if command != "layers" else [])
     if command == "layers":
@@ -141,6 +148,65 @@ def test_bad_data_is_one_clear_error_before_any_work(bad_data, digits_cnn, digit
     assert rc == 2
     assert_one_error_line(err, words)
     assert not (tmp_path / "out" / "firmware").exists() and not (tmp_path / "out" / "ptq.tflite").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# Keras models that cannot be quantized: NaN weights, and training that diverges
+
+
+@pytest.fixture(scope="module")
+def nan_keras(trained_digits_cnn, tmp_path_factory):
+    from mcuquant.tf_import import keras
+
+    model, _, _ = trained_digits_cnn
+    copy = keras().models.clone_model(model)
+    weights = [w.copy() for w in model.get_weights()]
+    weights[0].flat[3] = np.nan
+    copy.set_weights(weights)
+    path = tmp_path_factory.mktemp("nan") / "nan.keras"
+    copy.save(path)
+    return path
+
+
+KERAS_COMMANDS = {
+    "compare": lambda m, out: ["compare", "--model", m, "--data", "builtin:digits", "--qat-epochs", "1", "--out", out,
+                               "--quiet"],
+    "explain": lambda m, out: ["explain", "--model", m, "--data", "builtin:digits", "--qat-epochs", "1",
+                               "--board", "qemu-nano33", "--out", out, "--quiet"],
+    "validate": lambda m, out: ["validate", "--model", m, "--data", "builtin:digits", "--board", "qemu-nano33",
+                                "--out", out, "--quiet"],
+    "layers": lambda m, out: ["layers", "--model", m, "--data", "builtin:digits", "--samples", "5"],
+}
+
+
+@pytest.mark.parametrize("command", list(KERAS_COMMANDS))
+def test_a_keras_model_with_nan_weights_is_one_clear_error_before_any_work(nan_keras, command, tmp_path, capsys):
+    rc, _, err = run(KERAS_COMMANDS[command](str(nan_keras), str(tmp_path / "out")), capsys)
+    assert rc == 2
+    assert_one_error_line(err, "nan.keras has NaN or infinite weights in layer", "(1 of ")
+    assert not (tmp_path / "out" / "firmware").exists() and not (tmp_path / "out" / "ptq.tflite").exists()
+
+
+@pytest.mark.parametrize("command", ["compare", "explain"])
+def test_training_that_diverges_names_the_epoch_and_the_learning_rate(command, tmp_path, capsys):
+    argv = KERAS_COMMANDS[command]("zoo:mlp", str(tmp_path / "out")) + ["--epochs", "2", "--lr", "1e9"]
+    rc, _, err = run(argv, capsys)
+    assert rc == 2
+    assert_one_error_line(err, "float training diverged: the loss became nan at epoch 1", "learning rate 1e+09",
+                          "--lr")
+    assert not (tmp_path / "out" / "ptq.tflite").exists()  # nothing converted from the broken weights
+
+
+def test_report_json_is_strict_json_even_with_non_finite_numbers(tmp_path):
+    import json
+
+    from mcuquant.ladder import write_json
+
+    path = write_json({"a": float("nan"), "b": [np.float32("inf"), 1.5], "c": np.array([np.nan, 2.0])},
+                      tmp_path / "report.json")
+    text = path.read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text) == {"a": None, "b": [None, 1.5], "c": [None, 2.0]}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -163,6 +229,52 @@ def test_an_unknown_board_is_refused_before_any_work(argv, tmp_path, capsys, mon
     assert rc == 2
     assert_one_error_line(err, "mcuquant.toml", "unknown board 'nano35'")
     assert list(tmp_path.iterdir()) == [tmp_path / "mcuquant.toml"]  # nothing written
+
+
+def test_an_unknown_board_in_the_demo_names_the_flag(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rc, _, err = run(["demo", "--board", "nano35", "--quiet"], capsys)
+    assert rc == 2
+    assert_one_error_line(err, "--board: unknown board 'nano35'", "did you mean 'nano33'")
+    assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Typos in mcuquant.toml, against every command that reads it
+
+TYPOS = {
+    "unknown section": ('[dat]\nsource = "builtin:digits"\n', ["unknown section [dat]", "Did you mean 'data'"]),
+    "unknown key": ('[data]\nsorce = "builtin:digits"\n', ["unknown key 'data.sorce'", "Did you mean 'source'"]),
+    "wrong type": ('[training]\nepochs = "ten"\n', ["training.epochs must be an integer, got 'ten'"]),
+    "bad choice": ('[data]\nnormalize = "minmaxx"\n', ["data.normalize must be one of", "Did you mean 'minmax'"]),
+    "not TOML": ("[data\nsource = 1\n", ["not valid TOML", "line 1"]),
+    "board of the wrong type": ("[target]\nboard = 5\n", ["target.board must be a string"]),
+}
+CONFIG_COMMANDS = {
+    "compare": ["compare", "--quiet"],
+    "build": ["build", "--model", "x.tflite", "--no-upload"],
+    "validate": ["validate", "--model", "x.tflite", "--quiet"],
+    "explain": ["explain", "--quiet"],
+    "diff": ["diff", "x.tflite", "x.tflite"],
+    "layers": ["layers", "--model", "x.keras", "--data", "builtin:digits"],
+}
+
+
+@pytest.mark.parametrize("command", list(CONFIG_COMMANDS))
+@pytest.mark.parametrize("typo", list(TYPOS))
+def test_a_config_typo_is_one_clear_error_in_every_command_that_reads_it(command, typo, tmp_path, capsys,
+                                                                        monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    text, words = TYPOS[typo]
+    (tmp_path / "mcuquant.toml").write_text(text)
+    rc, _, err = run(CONFIG_COMMANDS[command], capsys)
+    assert rc == 2
+    assert_one_error_line(err, "mcuquant.toml", *words)
+    assert list(tmp_path.iterdir()) == [tmp_path / "mcuquant.toml"]  # nothing written
+    (tmp_path / "mcuquant.toml").rename(tmp_path / "project.toml")  # and the same through --config
+    rc, _, err = run(CONFIG_COMMANDS[command] + ["--config", "project.toml"], capsys)
+    assert rc == 2
+    assert_one_error_line(err, "project.toml", *words)
 
 
 def test_fail_under_on_a_regression_task_is_refused_before_the_run(digits_cnn, tmp_path, capsys):

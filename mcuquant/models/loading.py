@@ -29,11 +29,30 @@ def load_user_model(path: str | Path):
     when Keras 3 wrote it (models.keras3), else with tf-keras."""
     check_model_source(str(path))
     if keras3.saved_by_keras3(path):
-        return keras3.load(path)
-    try:
-        return keras().models.load_model(path, compile=False)
-    except Exception as exc:  # Keras raises many unrelated types for unreadable files
-        raise ModelError(f"could not load Keras model {path}: {exc}") from exc
+        model = keras3.load(path)
+    else:
+        try:
+            model = keras().models.load_model(path, compile=False)
+        except Exception as exc:  # Keras raises many unrelated types for unreadable files
+            raise ModelError(f"could not load Keras model {path}: {exc}") from exc
+    bad = non_finite_weights(model)
+    if bad:
+        raise ModelError(f"model {path} has NaN or infinite weights in {bad}: it cannot be quantized (its training "
+                         "probably diverged); save it again from a checkpoint before the divergence, or retrain "
+                         "with a lower learning rate")
+    return model
+
+
+def non_finite_weights(model) -> str | None:
+    """'layer NAME (k of n weights)' for the first layer holding NaN or inf weights, else None."""
+    import numpy as np
+
+    for layer in model.layers:
+        values = [np.asarray(w) for w in layer.get_weights()]
+        bad = sum(int((~np.isfinite(v)).sum()) for v in values if v.dtype.kind == "f")
+        if bad:
+            return f"layer '{layer.name}' ({bad} of {sum(v.size for v in values)} weights)"
+    return None
 
 
 def ends_in_softmax(model) -> bool:
