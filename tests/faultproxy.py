@@ -163,3 +163,43 @@ def garbage(chunk: bytes) -> bytes:
 def no_delimiter(chunk: bytes) -> bytes:
     """The frame without its closing 0x00 (the leading one stays)."""
     return b"\x00" + chunk
+
+
+class RecordingPort:
+    """A pyserial port that counts the bytes each way and, with ``record=True``, logs every frame
+    as the host wrote or read it: ``events`` lists ("sent" | "received", COBS bytes) in the order the
+    host saw them. Everything else is the wrapped port's."""
+
+    def __init__(self, port, *, record: bool = False):
+        object.__setattr__(self, "_port", port)
+        object.__setattr__(self, "sent", 0)
+        object.__setattr__(self, "received", 0)
+        object.__setattr__(self, "events", [] if record else None)
+        object.__setattr__(self, "_partial", {"sent": bytearray(), "received": bytearray()})
+
+    def write(self, data):
+        object.__setattr__(self, "sent", self.sent + len(data))
+        self._log("sent", data)
+        return self._port.write(data)
+
+    def read(self, n=1):
+        data = self._port.read(n)
+        object.__setattr__(self, "received", self.received + len(data))
+        self._log("received", data)
+        return data
+
+    def _log(self, direction: str, data: bytes) -> None:
+        if self.events is None:
+            return
+        buf = self._partial[direction]
+        buf += data
+        while (end := buf.find(0)) >= 0:
+            if end:
+                self.events.append((direction, bytes(buf[:end])))
+            del buf[: end + 1]
+
+    def __getattr__(self, name):
+        return getattr(self._port, name)
+
+    def __setattr__(self, name, value):
+        setattr(self._port, name, value)

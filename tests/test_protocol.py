@@ -40,7 +40,7 @@ from mcuquant.device.link import DeviceErrorReply, DeviceNotReadyError, Link
 from mcuquant.errors import DeviceMismatchError, TransportError
 from mcuquant.interpreters import Runner
 
-from faultproxy import FaultProxy, drop_byte, flip, garbage, lose
+from faultproxy import FaultProxy, RecordingPort, drop_byte, flip, garbage, lose
 from conftest import random_int8_inputs
 
 STRICT = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-Wshadow", "-Wconversion"]
@@ -226,7 +226,7 @@ def test_cobs_decode_rejects_truncated_block(clib):
 
 def test_hello_frame_matches_the_spec_example():
     wire = p.encode_frame(p.MsgType.HELLO, 0)
-    assert wire == bytes.fromhex("00 03 02 01 01 01 01 05 18 29 6a c1 00")
+    assert wire == bytes.fromhex("00 03 03 01 01 01 01 05 bd fa 36 0a 00")
     assert wire.hex(" ") in (firmware_dir() / "protocol" / "PROTOCOL.md").read_text()
 
 
@@ -530,6 +530,90 @@ def test_small_frames_chunk_inputs_and_read_outputs(conv_model):
         assert proxy.counts == {"to_device": 1 + 6 * len(xs), "to_host": 1 + 6 * len(xs)}
 
 
+def _in_flight(events) -> tuple[int, int]:
+    """From a RecordingPort's events: the most requests the host had in flight (sent, no reply
+    read yet), and the most wire bytes in flight beyond the oldest of them."""
+    sent: dict[int, int] = {}  # seq -> wire bytes, for requests without a reply yet
+    most, most_beyond = 0, 0
+    for direction, chunk in events:
+        frame = p.decode_frame(chunk)
+        if direction == "sent":
+            sent[frame.seq] = len(chunk) + 2
+            most = max(most, len(sent))
+            most_beyond = max(most_beyond, sum(sent.values()) - sent[min(sent)])
+        elif frame.type != p.MsgType.BUSY:
+            sent.pop(frame.seq, None)
+    return most, most_beyond
+
+
+@pytest.mark.parametrize("rx_buffer", [None, 300])
+def test_samples_stream_within_the_window_and_the_devices_rx_buffer(conv_model, rx_buffer, monkeypatch):
+    """Per sample INPUT, RUN and four READ_OUTPUT of up to 256 bytes: with a flow-controlled link
+    the host keeps the device's window (4) full; with a 300-byte receive buffer announced, never
+    more than 300 bytes wait behind the request being executed. Outputs stay byte-identical."""
+    exe = build_host_firmware(conv_model, name="conv", sanitize=True, max_frame=256)
+    if rx_buffer is not None:
+        monkeypatch.setenv("MCUQUANT_HOSTFW_RX_BUFFER", str(rx_buffer))
+    tflm = Runner("tflm-host", conv_model)
+    xs = random_int8_inputs(tflm.input.shape[1:], 12, seed=6)
+    with running(exe) as fw, Link(RecordingPort(raw_port(fw), record=True), **FAST) as link:
+        link.handshake()
+        assert link.info.window == 4
+        assert link.info.rx_buffer == (p.RX_UNLIMITED if rx_buffer is None else rx_buffer)
+        outputs = [y for y, _ in link.infer_stream(xs)]
+        assert [y.tobytes() for y in outputs] == [tflm.invoke(x).tobytes() for x in xs]
+        assert link.resends == 0
+        most, beyond = _in_flight(link.port.events)
+    assert most <= 4
+    if rx_buffer is None:
+        assert most == 4 and beyond > 300  # pipelined: the budget below does bind
+    else:
+        assert beyond <= rx_buffer
+
+
+def test_the_device_answers_re_sends_from_a_window_of_replies(kws_fw, kws_tflm):
+    x = random_int8_inputs(kws_tflm.input.shape[1:], 1, seed=9)[0].tobytes()
+    expected = kws_tflm.invoke(np.frombuffer(x, np.int8)).tobytes()
+    with running(kws_fw) as fw, raw_port(fw) as port:
+        reader = p.FrameReader(port)
+
+        def send(msg_type, seq, offset, data):
+            port.write(p.encode_frame(msg_type, seq, p.encode_input(offset, data)))
+
+        def error_of(frame):
+            assert frame.type == p.MsgType.ERROR
+            return p.parse_error(frame.body)[0]
+
+        info = p.parse_hello_reply(ask(port, reader, p.MsgType.HELLO, 0).body)
+        assert info.window == 4 and info.rx_buffer == p.RX_UNLIMITED
+        # Four chunks written back to back, then read: one reply each, in order.
+        for i in range(4):
+            send(p.MsgType.INPUT, 1 + i, 100 * i, x[100 * i : 100 * (i + 1)])
+        acks = [reader.read(2.0) for _ in range(4)]
+        assert [(f.seq, p.parse_input_ack(f.body)) for f in acks] == [(1 + i, (100 * i, 100)) for i in range(4)]
+        # Re-sends within the window get the cached reply and store nothing twice.
+        assert ask(port, reader, p.MsgType.INPUT, 1, p.encode_input(0, x[:100])) == acks[0]
+        assert ask(port, reader, p.MsgType.INPUT, 3, p.encode_input(200, x[200:300])) == acks[2]
+        run = ask(port, reader, p.MsgType.RUN, 5, p.encode_input(400, x[400:]))
+        assert p.parse_result(run.body).inline == expected and p.parse_result(run.body).inference == 1
+        assert error_of(ask(port, reader, p.MsgType.INPUT, 1, p.encode_input(0, x[:100]))) == \
+            p.ErrorCode.BAD_SEQUENCE  # four requests later: out of the window
+        # A lost request (seq 7): what follows it is refused, not run out of order; sent again, all run.
+        send(p.MsgType.INPUT, 6, 0, x[:100])
+        send(p.MsgType.RUN, 8, 200, x[200:])
+        first_ack = reader.read(2.0)
+        assert p.parse_input_ack(first_ack.body) == (0, 100) and error_of(reader.read(2.0)) == p.ErrorCode.BAD_SEQUENCE
+        send(p.MsgType.INPUT, 6, 0, x[:100])
+        send(p.MsgType.INPUT, 7, 100, x[100:200])
+        send(p.MsgType.RUN, 8, 200, x[200:])
+        replies = [reader.read(2.0) for _ in range(3)]
+        assert replies[0] == first_ack and p.parse_input_ack(replies[1].body) == (100, 100)
+        assert p.parse_result(replies[2].body).inline == expected and p.parse_result(replies[2].body).inference == 2
+        # HELLO starts a new session with an empty cache.
+        assert ask(port, reader, p.MsgType.HELLO, 9).seq == 9
+        assert error_of(ask(port, reader, p.MsgType.RUN, 8, p.encode_input(200, x[200:]))) == p.ErrorCode.BAD_SEQUENCE
+
+
 def test_backend_failure_is_reported_in_the_handshake(kws_model):
     exe = build_host_firmware(kws_model, name="kws_ref_model.tflite", arena_bytes=64)
     with running(exe) as fw:
@@ -707,6 +791,34 @@ def test_link_recovers_from_a_damaged_exchange(kws_model, kws_fw, kws_tflm, faul
         assert sorted(proxy.applied) == sorted(FAULTS[fault])
         # Garbage beside an intact frame costs nothing: the reply right behind it is taken, no re-send.
         assert link.resends >= 1 or fault.startswith("garbage")
+
+
+STREAM_FAULTS = {
+    "lost request": {("to_device", 30): lose},
+    "lost reply": {("to_host", 40): lose},
+    "corrupted request": {("to_device", 50): flip},
+    "reply missing a byte": {("to_host", 60): drop_byte},
+    "all of them": {("to_device", 30): lose, ("to_host", 40): lose, ("to_device", 50): flip,
+                    ("to_host", 60): drop_byte},
+}
+
+
+@pytest.mark.parametrize("fault", list(STREAM_FAULTS))
+def test_a_stream_recovers_from_a_fault_inside_the_window_without_waiting_for_silence(conv_model, fault):
+    """Four requests in flight (INPUT, RUN, READ_OUTPUT of 20 samples): a frame lost or damaged in
+    the middle is re-sent because of what arrives next (a BAD_SEQUENCE for a later request, a later
+    request's reply, a corrupted frame), not after a quiet reply timeout; nothing runs twice."""
+    exe = build_host_firmware(conv_model, name="conv", sanitize=True, max_frame=256)
+    tflm = Runner("tflm-host", conv_model)
+    xs = random_int8_inputs(tflm.input.shape[1:], 20, seed=8)
+    with running(exe) as fw, FaultProxy(fw.url, STREAM_FAULTS[fault]) as proxy:
+        with Link.open(proxy.url, timeout=5.0, invoke_timeout=5.0, retries=3) as link:
+            outputs = [y.tobytes() for y, _ in link.infer_stream(xs)]
+            assert link.last_inference == len(xs)  # every sample ran once
+    assert outputs == [tflm.invoke(x).tobytes() for x in xs]
+    assert sorted(proxy.applied) == sorted(STREAM_FAULTS[fault])
+    assert link.resends >= 1
+    assert not [r for r in link.retry_log if r["cause"].startswith("no reply within")], link.retry_log
 
 
 def test_retries_are_bounded_and_raise_transport_error(kws_fw, kws_tflm, caplog):

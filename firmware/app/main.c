@@ -12,12 +12,13 @@
 
 int main(void)
 {
-    /* Static storage: ~2 KB of buffers kept off the (board-sized) stack. */
+    /* Static storage: the reply cache (MQ_PROTO_WINDOW frames) and buffers, off the (board-sized) stack. */
     static mq_server server;
 
     mq_hal_init();
     /* Even when the backend fails to load the model, the loop runs: HELLO reports the error. */
-    mq_server_init(&server, mq_hal_counter, mq_hal_counter_unit(), MCUQUANT_VERSION, mq_hal_millis, mq_hal_write);
+    mq_server_init(&server, mq_hal_counter, mq_hal_counter_unit(), MCUQUANT_VERSION, mq_hal_millis, mq_hal_write,
+                   mq_hal_rx_buffer());
     for (;;) {
         uint8_t byte;
         const uint8_t *reply = NULL;

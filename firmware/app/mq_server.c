@@ -120,7 +120,9 @@ static void hello_fixed_part(mq_server *s, mq_writer *w, uint32_t status, uint32
     mq_put_u32(w, mq_backend_arena_used());
     mq_put_u32(w, mq_backend_arena_size());
     mq_put_u16(w, s->busy_supported ? MQ_PROTO_BUSY_MS : 0u);
-    mq_put_u16(w, 0);
+    mq_put_u8(w, MQ_PROTO_WINDOW);
+    mq_put_u8(w, 0);
+    mq_put_u32(w, s->rx_buffer);
     mq_put_str(w, mq_backend_name(), 32);
     mq_put_str(w, s->counter_unit, 32);
     mq_put_str(w, s->firmware_version, 32);
@@ -292,9 +294,10 @@ static uint8_t handle_read_output(mq_server *s, const mq_frame *f, mq_writer *w,
     return MQ_MSG_READ_OUTPUT | MQ_MSG_REPLY;
 }
 
-/* Execute one in-sequence request and cache its reply. */
-static void execute(mq_server *s, const mq_frame *f)
+/* Execute one in-sequence request and cache its reply (HELLO empties the cache first). */
+static const mq_cached_reply *execute(mq_server *s, const mq_frame *f)
 {
+    mq_cached_reply *slot;
     mq_writer w;
     mq_proto_error error = MQ_PROTO_OK;
     const char *text = "";
@@ -320,21 +323,36 @@ static void execute(mq_server *s, const mq_frame *f)
         reply_type = handle_read_output(s, f, &w, &error, &text);
     }
 
+    if (f->type == MQ_MSG_HELLO) memset(s->cache, 0, sizeof s->cache); /* a new session */
+    slot = &s->cache[s->cache_next];
+    s->cache_next = (s->cache_next + 1u) % MQ_PROTO_WINDOW;
     if (error == MQ_PROTO_OK && w.ok) {
-        s->reply_len = mq_frame_encode(reply_type, f->seq, s->body, w.len, s->reply, sizeof s->reply);
+        slot->len = mq_frame_encode(reply_type, f->seq, s->body, w.len, slot->wire, sizeof slot->wire);
     } else {
         if (error == MQ_PROTO_OK) { /* cannot happen: every handler bounds its body */
             error = MQ_PROTO_BAD_REQUEST;
             text = "reply does not fit in a frame";
         }
-        s->reply_len = encode_error(s->reply, sizeof s->reply, f->seq, error, text);
+        slot->len = encode_error(slot->wire, sizeof slot->wire, f->seq, error, text);
     }
+    slot->seq = f->seq;
+    slot->crc = f->crc;
     s->last_seq = f->seq;
-    s->last_crc = f->crc;
+    return slot;
+}
+
+/* The cached reply to request seq, or NULL. */
+static const mq_cached_reply *cached(const mq_server *s, uint16_t seq)
+{
+    uint32_t i;
+    for (i = 0; i < MQ_PROTO_WINDOW; ++i)
+        if (s->cache[i].len > 0 && s->cache[i].seq == seq) return &s->cache[i];
+    return NULL;
 }
 
 void mq_server_init(mq_server *s, mq_counter_fn counter, const char *counter_unit,
-                    const char *firmware_version, mq_counter_fn millis, mq_write_fn write)
+                    const char *firmware_version, mq_counter_fn millis, mq_write_fn write,
+                    uint32_t rx_buffer)
 {
     memset(s, 0, sizeof *s);
     mq_rx_reset(&s->rx);
@@ -343,6 +361,7 @@ void mq_server_init(mq_server *s, mq_counter_fn counter, const char *counter_uni
     s->firmware_version = firmware_version != NULL ? firmware_version : "";
     s->millis = millis;
     s->write = write;
+    s->rx_buffer = rx_buffer;
     s->backend_status = mq_backend_init();
     if (s->backend_status == 0) {
         s->input_total = space_total(1);
@@ -369,19 +388,24 @@ size_t mq_server_feed(mq_server *s, uint8_t byte, uint32_t now_ms, const uint8_t
         return uncached_error(s, f.seq, MQ_PROTO_BAD_VERSION,
                               text_with_number(text, sizeof text, "device protocol version ", MQ_PROTO_VERSION), out);
     if (f.type != MQ_MSG_HELLO) {
+        const mq_cached_reply *reply;
         if (!s->session) return uncached_error(s, f.seq, MQ_PROTO_BAD_SEQUENCE, "send HELLO first", out);
-        if (f.seq == s->last_seq) {
-            if (f.crc != s->last_crc)
+        if (f.seq != (uint16_t)(s->last_seq + 1u)) {
+            reply = (uint16_t)(s->last_seq - f.seq) < MQ_PROTO_WINDOW ? cached(s, f.seq) : NULL;
+            if (reply == NULL)
+                return uncached_error(s, f.seq, MQ_PROTO_BAD_SEQUENCE,
+                                      text_with_number(text, sizeof text, "expected seq ", (uint16_t)(s->last_seq + 1u)),
+                                      out);
+            if (f.crc != reply->crc)
                 return uncached_error(s, f.seq, MQ_PROTO_BAD_SEQUENCE, "repeated seq with other content", out);
-            *out = s->reply; /* a host retry: the cached reply, nothing executed again */
-            return s->reply_len;
+            *out = reply->wire; /* a host re-send: the cached reply, nothing executed again */
+            return reply->len;
         }
-        if (f.seq != (uint16_t)(s->last_seq + 1u))
-            return uncached_error(s, f.seq, MQ_PROTO_BAD_SEQUENCE,
-                                  text_with_number(text, sizeof text, "expected seq ", (uint16_t)(s->last_seq + 1u)), out);
     }
-    execute(s, &f);
-    if (f.type == MQ_MSG_HELLO) s->session = 1;
-    *out = s->reply;
-    return s->reply_len;
+    {
+        const mq_cached_reply *reply = execute(s, &f);
+        if (f.type == MQ_MSG_HELLO) s->session = 1;
+        *out = reply->wire;
+        return reply->len;
+    }
 }

@@ -6,6 +6,7 @@
  * MCUQUANT_HOSTFW_ACCEPT_TIMEOUT_MS (default 30000; then it exits with status 2, so a harness
  * that died never leaves it behind). The peer closing the connection ends the process (status 0).
  * The harness reaches it with pyserial's socket:// URL, the same path as QEMU's -serial tcp:.
+ * MCUQUANT_HOSTFW_RX_BUFFER=N makes it announce an N-byte receive buffer (mq_hal_rx_buffer).
  * Counter: CLOCK_MONOTONIC in microseconds.
  */
 #define _POSIX_C_SOURCE 200809L
@@ -146,4 +147,12 @@ static uint64_t monotonic_us(void)
 
 uint32_t mq_hal_counter(void) { return (uint32_t)(monotonic_us() & 0xffffffffu); }
 const char *mq_hal_counter_unit(void) { return "microseconds"; }
+/* A TCP socket: the kernel holds what the firmware has not read yet and the sender waits.
+ * MCUQUANT_HOSTFW_RX_BUFFER=N announces N bytes instead, as a board with a plain UART would. */
+uint32_t mq_hal_rx_buffer(void)
+{
+    long n = env_long("MCUQUANT_HOSTFW_RX_BUFFER", -1);
+    return n < 0 || n > 0xFFFFFFFEl ? 0xFFFFFFFFu : (uint32_t)n;
+}
+
 uint32_t mq_hal_millis(void) { return (uint32_t)((monotonic_us() / 1000u) & 0xffffffffu); }

@@ -32,6 +32,12 @@ void mq_hal_write(const uint8_t *data, size_t len);
 uint32_t mq_hal_counter(void);
 const char *mq_hal_counter_unit(void);
 
+/* Bytes the link holds for the firmware while it is busy and does not read (during an inference):
+ * the receive buffer of a plain UART, or 0xFFFFFFFF (MQ_PROTO_RX_UNLIMITED) for a link that holds
+ * the sender back instead of dropping bytes (USB CDC, QEMU's UART, a socket). The host never has
+ * more than this in flight beyond the request being executed. */
+uint32_t mq_hal_rx_buffer(void);
+
 /* Milliseconds since start, for protocol timeouts (may be coarse). */
 uint32_t mq_hal_millis(void);
 

@@ -14,7 +14,7 @@
 extern "C" {
 #endif
 
-#define MQ_PROTO_VERSION 2u
+#define MQ_PROTO_VERSION 3u
 
 /* Largest decoded frame (header + body + CRC) the device accepts and sends. */
 #ifndef MQ_PROTO_MAX_FRAME
@@ -23,6 +23,20 @@ extern "C" {
 #if MQ_PROTO_MAX_FRAME < 256 || MQ_PROTO_MAX_FRAME > 65535
 #error "MQ_PROTO_MAX_FRAME must be 256..65535 (HELLO_REPLY must fit; max_frame is announced as u16)"
 #endif
+
+/* Requests the host may have in flight: the device keeps the replies of the last this many
+ * executed requests, so any of them that the host re-sends gets its cached reply. Each costs one
+ * MQ_PROTO_MAX_WIRE buffer of RAM; 1 is version 2's one request at a time. */
+#ifndef MQ_PROTO_WINDOW
+#define MQ_PROTO_WINDOW 4u
+#endif
+#if MQ_PROTO_WINDOW < 1 || MQ_PROTO_WINDOW > 32
+#error "MQ_PROTO_WINDOW must be 1..32"
+#endif
+
+/* HELLO_REPLY rx_buffer for a link that holds the sender back while the firmware does not read
+ * (USB CDC, QEMU's UART, the host firmware's socket): no limit on bytes in flight. */
+#define MQ_PROTO_RX_UNLIMITED 0xFFFFFFFFu
 
 /* A partial frame that stalls this long is discarded (milliseconds). */
 #ifndef MQ_PROTO_RX_TIMEOUT_MS

@@ -253,8 +253,7 @@ def measure(link, xq: np.ndarray, *, label: str = "device", progress: bool = Tru
     fresh: dict[int, tuple[np.ndarray, int]] = {}  # without a journal, the results are kept here
     start = time.monotonic()
     with progress_bar(label, len(todo), enabled=progress) as advance:
-        for i in todo:
-            y, count = link.infer(xq[i])
+        for i, (y, count) in zip(todo, link.infer_stream(xq[i] for i in todo)):  # pipelined (PROTOCOL.md)
             if journal is not None:
                 journal.record(i, y, count)
             else:

@@ -20,13 +20,17 @@ from cobs import cobs
 
 from mcuquant.errors import TransportError
 
-VERSION = 2
+VERSION = 3
 HEADER = struct.Struct("<BBHH")  # version, type, seq, body length
 CRC = struct.Struct("<I")
 OVERHEAD = HEADER.size + CRC.size
 # The range of max_frame a device may announce (u16).
 MIN_MAX_FRAME = 256
 MAX_FRAME_LIMIT = 65535
+#: The largest window a device may announce (firmware MQ_PROTO_WINDOW).
+MAX_WINDOW = 32
+#: HELLO_REPLY rx_buffer of a flow-controlled link: no limit on the bytes in flight.
+RX_UNLIMITED = 0xFFFFFFFF
 
 
 def cobs_max_encoded(n: int) -> int:
@@ -283,6 +287,8 @@ class DeviceInfo:
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     busy_ms: int = 0  # BUSY keep-alive interval during an inference (device ms); 0: the device sends none
+    window: int = 1  # requests the host may have in flight (the device caches that many replies)
+    rx_buffer: int = RX_UNLIMITED  # bytes the link holds while the device is busy (RX_UNLIMITED: flow control)
 
     @property
     def ready(self) -> bool:
@@ -309,10 +315,10 @@ class Result:
     error: str
 
 
-_HELLO_FIXED = struct.Struct("<HBBBB32sIIHH")
+_HELLO_FIXED = struct.Struct("<HBBBB32sIIHBBI")
 _SPEC_HEAD = struct.Struct("<BB")
 _SPEC_TAIL = struct.Struct("<fiI")
-_RESULT_FIXED = struct.Struct("<BBHIII")
+RESULT_HEAD = struct.Struct("<BBHIII")
 _OFFSET = struct.Struct("<I")
 _OFFSET_LEN16 = struct.Struct("<IH")
 _OFFSET_LEN32 = struct.Struct("<II")
@@ -348,7 +354,8 @@ def _put_text(text: str) -> bytes:
 
 def encode_hello_reply(info: DeviceInfo) -> bytes:
     body = _HELLO_FIXED.pack(info.max_frame, info.backend_status, len(info.inputs), len(info.outputs), 0,
-                             bytes.fromhex(info.model_sha256), info.arena_used, info.arena_size, info.busy_ms, 0)
+                             bytes.fromhex(info.model_sha256), info.arena_used, info.arena_size, info.busy_ms,
+                             info.window, 0, info.rx_buffer)
     body += b"".join(_put_text(t) for t in (info.backend, info.counter_unit, info.firmware_version, info.error))
     for spec in (*info.inputs, *info.outputs):
         body += _SPEC_HEAD.pack(spec.tflite_type, len(spec.shape))
@@ -360,7 +367,8 @@ def encode_hello_reply(info: DeviceInfo) -> bytes:
 def parse_hello_reply(body: bytes, *, version: int = VERSION) -> DeviceInfo:
     """The handshake, cross-checked: ProtocolError names the field that contradicts another."""
     r = _BodyReader("HELLO_REPLY", body)
-    max_frame, status, n_in, n_out, _, sha, arena_used, arena_size, busy_ms, _ = r.unpack(_HELLO_FIXED)
+    (max_frame, status, n_in, n_out, _, sha, arena_used, arena_size, busy_ms, window, _,
+     rx_buffer) = r.unpack(_HELLO_FIXED)
     backend, unit, fw_version, error = r.text(), r.text(), r.text(), r.text()
     specs = []
     for _ in range(n_in + n_out):
@@ -371,7 +379,7 @@ def parse_hello_reply(body: bytes, *, version: int = VERSION) -> DeviceInfo:
                                 float(scale), zero_point, nbytes, tflite_type))
     r.done()
     info = DeviceInfo(version, max_frame, status, sha.hex(), arena_used, arena_size, backend, unit, fw_version,
-                      error, tuple(specs[:n_in]), tuple(specs[n_in:]), busy_ms)
+                      error, tuple(specs[:n_in]), tuple(specs[n_in:]), busy_ms, window, rx_buffer)
     check_hello(info)
     return info
 
@@ -383,6 +391,8 @@ def check_hello(info: DeviceInfo) -> None:
 
     if info.max_frame < MIN_MAX_FRAME:
         bad("max_frame", f"{info.max_frame} is below the protocol's minimum of {MIN_MAX_FRAME}")
+    if not 1 <= info.window <= MAX_WINDOW:
+        bad("window", f"{info.window} is outside 1..{MAX_WINDOW}")
     if not info.ready:  # arena_used may then be what the model would need
         if info.inputs or info.outputs:
             bad("backend_status", f"{info.backend_status} (not ready) but {len(info.inputs)} inputs and "
@@ -429,12 +439,12 @@ def parse_input_ack(body: bytes) -> tuple[int, int]:
 
 def encode_result(result: Result) -> bytes:
     tail = result.inline if result.status == 0 else _put_text(result.error)
-    return _RESULT_FIXED.pack(result.status, 0, 0, result.counter_delta, result.inference, result.output_bytes) + tail
+    return RESULT_HEAD.pack(result.status, 0, 0, result.counter_delta, result.inference, result.output_bytes) + tail
 
 
 def parse_result(body: bytes) -> Result:
     r = _BodyReader("RESULT", body)
-    status, _, _, delta, inference, total = r.unpack(_RESULT_FIXED)
+    status, _, _, delta, inference, total = r.unpack(RESULT_HEAD)
     if status == 0:
         inline = r.take(len(body) - r.pos)
         if len(inline) > total:

@@ -80,6 +80,17 @@ extern "C" const char *mq_hal_counter_unit(void)
 #endif
 }
 
+extern "C" uint32_t mq_hal_rx_buffer(void)
+{
+#if MQ_SERIAL_FLOW_CONTROLLED
+    return 0xFFFFFFFFu; /* USB CDC: the host's driver waits while the board's buffer is full */
+#elif defined(SERIAL_RX_BUFFER_SIZE)
+    return SERIAL_RX_BUFFER_SIZE - 1u; /* a ring buffer holds one byte less than its size */
+#else
+    return 63u; /* the Arduino cores' smallest UART ring buffer (64 bytes) */
+#endif
+}
+
 extern "C" uint32_t mq_hal_millis(void)
 {
     return (uint32_t)millis();

@@ -10,8 +10,10 @@
 #define MQ_BOARD_FLASH_BYTES 1310720u
 #define MQ_BOARD_RAM_BYTES 327680u
 
-/* Serial link: uart at 115200 baud. */
+/* Serial link: uart at 115200 baud. Flow-controlled: the
+ * sender waits while the firmware does not read (USB CDC, QEMU's UART) instead of losing bytes. */
 #define MQ_SERIAL_BAUD 115200u
+#define MQ_SERIAL_FLOW_CONTROLLED 0
 #define MQ_SERIAL_PORT Serial
 
 /* Latency counter: micros ("microseconds"). */

@@ -10,8 +10,10 @@
 #define MQ_BOARD_FLASH_BYTES 2097152u
 #define MQ_BOARD_RAM_BYTES 270336u
 
-/* Serial link: usb-cdc at 115200 baud. */
+/* Serial link: usb-cdc at 115200 baud. Flow-controlled: the
+ * sender waits while the firmware does not read (USB CDC, QEMU's UART) instead of losing bytes. */
 #define MQ_SERIAL_BAUD 115200u
+#define MQ_SERIAL_FLOW_CONTROLLED 1
 #define MQ_SERIAL_PORT Serial
 
 /* Latency counter: micros ("microseconds"). */
