@@ -1,9 +1,10 @@
 """Benchmark of the serial link (a script, not a test; pytest does not collect it).
 
-    .venv/bin/python tests/benchmarks/bench_link.py [--samples N] [--targets host,qemu-nano33] [--json FILE]
+    .venv/bin/python tests/benchmarks/bench_link.py [--samples N] [--targets host,host:16384,qemu-nano33]
+                                                    [--models tiny-mlp,...] [--json FILE]
 
-For each target (the host-built firmware over loopback TCP, and emulated boards in QEMU over
-their UART) it prints:
+For each target (the host-built firmware over loopback TCP, host:N with N-byte frames instead
+of the boards' 512, and emulated boards in QEMU over their UART) it prints:
 
 - raw transport: bytes/s moved host-to-device with no protocol at all, by a benchmark firmware
   (tests/benchmarks/raw_sink) that reads the same HAL the protocol firmware reads and only counts
@@ -11,7 +12,8 @@ their UART) it prints:
 - per model: samples/s through the protocol (mcuquant.device.harness.measure, the path of
   `mcuquant validate`), the input payload in bytes/s and as a share of the raw host-to-device
   rate, the bytes on the wire per sample (COBS framing, headers, CRCs, replies), the median
-  device counter per inference, and the protocol's window (requests in flight).
+  device counter per inference, and the window (requests in flight): each model runs once with
+  one request at a time (as protocol version 2 did) and once with the device's window.
 
 Models (PTQ int8 of untrained Keras models: the link does not care about accuracy):
 - tiny-mlp: 8x8x1 input (64 bytes), one small dense layer: round-trip bound if anything is;
@@ -36,6 +38,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 RAW_SINK = Path(__file__).resolve().parent / "raw_sink"
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from faultproxy import RecordingPort  # noqa: E402  (counts the bytes each way)
 
 
 def build_models() -> dict[str, bytes]:
@@ -64,10 +69,11 @@ def build_models() -> dict[str, bytes]:
 
 
 class HostTarget:
-    name = "host"
+    """The host firmware; ``host:N`` builds it with N-byte frames (default 512, as on the boards)."""
 
-    def __init__(self, work: Path):
-        self.work = work
+    def __init__(self, name: str, work: Path):
+        self.name, self.work = name, work
+        self.max_frame = int(name.split(":")[1]) if ":" in name else None
 
     def raw_executable(self) -> Path:
         from mcuquant.builtin.host import find_gcc
@@ -87,7 +93,7 @@ class HostTarget:
     def run_model(self, tflite: bytes):
         from mcuquant.device.hostfw import HostFirmware, build_host_firmware
 
-        return HostFirmware(build_host_firmware(tflite, cache=self.work / "hostfw"))
+        return HostFirmware(build_host_firmware(tflite, cache=self.work / "hostfw", max_frame=self.max_frame))
 
 
 class QemuTarget:
@@ -143,31 +149,6 @@ def raw_rates(target, n_bytes: int) -> tuple[float, float]:
     return max(up), max(down)
 
 
-class CountingPort:
-    """Wraps a pyserial port and counts the bytes each way."""
-
-    def __init__(self, port):
-        self._port, self.sent, self.received = port, 0, 0
-
-    def write(self, data):
-        self.sent += len(data)
-        return self._port.write(data)
-
-    def read(self, n=1):
-        data = self._port.read(n)
-        self.received += len(data)
-        return data
-
-    def __getattr__(self, name):
-        return getattr(self._port, name)
-
-    def __setattr__(self, name, value):
-        if name in ("_port", "sent", "received"):
-            object.__setattr__(self, name, value)
-        else:
-            setattr(self._port, name, value)
-
-
 def protocol_rate(target, tflite: bytes, samples: int, window: int | None) -> dict:
     import hashlib
 
@@ -177,8 +158,7 @@ def protocol_rate(target, tflite: bytes, samples: int, window: int | None) -> di
     from mcuquant.device.link import Link
 
     with target.run_model(tflite) as fw:
-        raw = serial.serial_for_url(fw.url, timeout=1.0, write_timeout=1.0)
-        port = CountingPort(raw)
+        port = RecordingPort(serial.serial_for_url(fw.url, timeout=1.0, write_timeout=1.0))
         link = Link(port, expected_sha256=hashlib.sha256(tflite).hexdigest(), name=target.name,
                     invoke_timeout=60.0, window=window)
         try:
@@ -208,7 +188,7 @@ def protocol_rate(target, tflite: bytes, samples: int, window: int | None) -> di
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--samples", type=int, default=200)
-    parser.add_argument("--targets", default="host,qemu-nano33")
+    parser.add_argument("--targets", default="host,host:16384,qemu-nano33")
     parser.add_argument("--raw-bytes", type=int, default=0, help="raw burst size (default: 4 MB host, 256 KB QEMU)")
     parser.add_argument("--models", default="", help="comma-separated subset of the models")
     parser.add_argument("--json", metavar="FILE")
@@ -220,8 +200,9 @@ def main(argv=None) -> int:
     results = {}
     with tempfile.TemporaryDirectory(prefix="bench-link-") as tmp:
         for name in args.targets.split(","):
-            target = HostTarget(Path(tmp)) if name == "host" else QemuTarget(name, Path(tmp))
-            n_raw = args.raw_bytes or ((4 << 20) if name == "host" else (256 << 10))
+            host = name.split(":")[0] == "host"
+            target = HostTarget(name, Path(tmp)) if host else QemuTarget(name, Path(tmp))
+            n_raw = args.raw_bytes or ((4 << 20) if host else (256 << 10))
             up, down = raw_rates(target, n_raw)
             print(f"\n{name}: raw transport {up:,.0f} bytes/s host->device, {down:,.0f} bytes/s device->host "
                   f"({n_raw:,}-byte bursts)")
