@@ -6,7 +6,8 @@ The catalogue: bad .tflite files (missing, a folder, empty, 8 bytes, random byte
 float, dynamic-range) against export, build, validate, diff and layers; integer models the runtime
 does not run (int16x8, an unsupported op) against export, build and validate; bad data (NaN, inf,
 wrong sample shape, a label out of range or more classes than outputs, negative labels, targets
-that do not fit the outputs) against validate (.tflite and Keras), compare, explain and layers;
+that do not fit the outputs) against validate (.tflite and Keras), compare, explain, layers and
+diff;
 Keras models with NaN weights, and training that diverges, against the commands that take a Keras
 model; an unknown board, as a flag and in mcuquant.toml, in every command that takes one; typos
 in mcuquant.toml against every command that reads it.
@@ -130,7 +131,7 @@ def digits_keras(trained_digits_cnn, tmp_path_factory):
 DATA_CASES = ["NaN", "inf", "wrong sample shape", "label out of range", "negative labels", "targets that do not fit"]
 
 
-@pytest.mark.parametrize("command", ["validate-tflite", "validate-keras", "compare", "explain", "layers"])
+@pytest.mark.parametrize("command", ["validate-tflite", "validate-keras", "compare", "explain", "layers", "diff"])
 @pytest.mark.parametrize("case", DATA_CASES)
 def test_bad_data_is_one_clear_error_before_any_work(bad_data, digits_cnn, digits_keras, command, case, tmp_path,
                                                      capsys):
@@ -141,9 +142,10 @@ def test_bad_data_is_one_clear_error_before_any_work(bad_data, digits_cnn, digit
         "compare": ["compare", "--model", str(digits_keras), "--qat-epochs", "1"],
         "explain": ["explain", "--model", str(digits_keras), "--qat-epochs", "1", "--board", "qemu-nano33"],
         "layers": ["layers", "--model", str(digits_keras)],
-    }[command] + ["--data", str(path), "--out", str(tmp_path / "out")] + (["--quiet"] if command != "layers" else [])
-    if command == "layers":
-        argv.remove("--out"), argv.remove(str(tmp_path / "out"))
+        "diff": ["diff", str(digits_cnn), str(digits_cnn)],
+    }[command] + ["--data", str(path)]
+    if command not in ("layers", "diff"):  # these two write nothing but what --json asks for
+        argv += ["--out", str(tmp_path / "out"), "--quiet"]
     rc, _, err = run(argv, capsys)
     assert rc == 2
     assert_one_error_line(err, words)

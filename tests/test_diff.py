@@ -241,7 +241,7 @@ def test_errors_name_the_problem(seed000, trained_digits_cnn, digits, tmp_path):
     with warnings.catch_warnings(), native_stderr_captured():
         warnings.simplefilter("ignore", UserWarning)
         float_io = bytes(converter.convert())
-    with pytest.raises(ModelError, match="float32 input or output .*convert with int8 input and output"):
+    with pytest.raises(ModelError, match="float32 input or output .*convert with full integer quantization"):
         diff_models(float_io, ptq)
 
     unrelated = build_zoo_model("mlp", digits.input_shape, digits.num_classes)

@@ -323,7 +323,8 @@ def device_rung(variant: str, board: Board, run: Measurement, oracle: np.ndarray
         "ram_limit": board.ram_bytes,
         "firmware_version": info.firmware_version,
         "model_sha256": info.model_sha256,
-        "link": {"seconds": round(run.seconds, 2), "resends": run.resends, "bad_frames": run.bad_frames,
+        "link": {"seconds": round(run.seconds, 2), "window": info.window, "resends": run.resends,
+                 "bad_frames": run.bad_frames,
                  "busy_frames": run.busy_frames, "retries": list(run.retries[:MAX_RETRIES_LISTED]),
                  "resumed_samples": run.resumed},
     }

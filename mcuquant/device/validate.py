@@ -179,7 +179,9 @@ def _validate_model(board: Board, model: Path, *, data, data_options: DataConfig
         (out / "ptq.tflite").write_bytes(tflite)
     oracle = Runner("tflm-host", tflite)
     if dataset is not None and not keras:
-        dataset = _fitted(dataset, oracle, model)
+        from mcuquant.models.loading import fit_data_to_tflite
+
+        dataset = fit_data_to_tflite(dataset, model.name, tuple(oracle.input.shape), tuple(oracle.output.shape))
 
     y = x = None
     if dataset is not None:
@@ -242,20 +244,6 @@ def _check_gateable(dataset, require_labels: bool, source: str) -> None:
     if require_labels and dataset.task != "classification":
         raise ConfigError(f"--fail-under gates a classification error rate, but {source} is a {dataset.task} task; "
                           "drop --fail-under (--min-bit-exact gates any task)")
-
-
-def _fitted(dataset, runner, path: Path):
-    """``dataset`` as the .tflite at ``path`` takes it (a channel axis added), or DatasetError/ModelError
-    when its samples, classes or targets do not fit the model's input and output."""
-    from types import SimpleNamespace
-
-    from mcuquant.models import check_model_fits_data
-
-    shape_of = SimpleNamespace(name=path.name, inputs=[0], outputs=[0],
-                               input_shape=(None, *runner.input.shape[1:]), output_shape=(None, *runner.output.shape[1:]))
-    dataset = dataset.for_model_input(tuple(runner.input.shape[1:]))
-    check_model_fits_data(shape_of, dataset)
-    return dataset
 
 
 def _convert_keras(path: Path, dataset, n_representative: int, seed: int, per_channel: bool) -> bytes:

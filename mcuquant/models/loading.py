@@ -104,3 +104,15 @@ def check_model_fits_data(model, data, num_classes: int | None = None) -> None:
         raise ModelError(f"model '{model.name}' outputs {out_shape} per sample; an anomaly autoencoder must reproduce "
                          f"its input {input_shape} (anomaly score = reconstruction error): use zoo:autoencoder or a "
                          "model whose output has the input's size")
+
+
+def fit_data_to_tflite(dataset, name: str, input_shape: tuple[int, ...], output_shape: tuple[int, ...]):
+    """``dataset`` as the .tflite model ``name`` (shapes with their batch axis) takes it (a channel
+    axis added), or DatasetError/ModelError when its samples, classes or targets do not fit."""
+    from types import SimpleNamespace
+
+    shape_of = SimpleNamespace(name=name, inputs=[0], outputs=[0], input_shape=(None, *input_shape[1:]),
+                               output_shape=(None, *output_shape[1:]))
+    dataset = dataset.for_model_input(tuple(input_shape[1:]))
+    check_model_fits_data(shape_of, dataset)
+    return dataset
