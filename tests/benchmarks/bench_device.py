@@ -1,0 +1,117 @@
+"""Benchmark of the builtin runtime on emulated boards (a script, not a test; pytest does not collect it).
+
+    .venv/bin/python tests/benchmarks/bench_device.py [--boards qemu-nano33,qemu-m3,qemu-m7,qemu-m55]
+                                                      [--samples N] [--models NAME,...] [--json FILE]
+
+For every zoo model (trained one epoch on digits and PTQ-converted, as the tests build them) and
+every model in ../shared/models, on every board, it builds the firmware (builtin backend, real
+PlatformIO), runs N test samples in QEMU (`-icount shift=0`: exact, repeatable instruction counts)
+and prints:
+- instructions per inference (median of N; the counter excludes the link),
+- arena bytes the runtime uses (the device's own figure from the handshake),
+- flash and RAM of the firmware image (PlatformIO's size report),
+- the outputs' agreement with tflm-host (byte-identical samples of N),
+and, for the models measured against TensorFlow Lite Micro in issue 13 (TFLM 90b983c2 on
+Cortex-M4F with arm-none-eabi-gcc 12.2, the same QEMU), the ratios to TFLM's reference kernels,
+to TFLM with CMSIS-NN and to TFLM's arena_used. Above each board's table: the runtime's code bytes
+for its core (mcuquant.builtin.cross).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+#: Issue 13's TFLM figures on qemu-nano33 (instructions per inference, arena_used bytes).
+TFLM = {
+    "kws_ref_model.tflite": {"reference": 43.04e6, "cmsis_nn": 7.70e6, "arena_used": 22_772},
+    "pretrainedResnet_quant.tflite": {"reference": 107.40e6, "cmsis_nn": 29.86e6, "arena_used": 54_340},
+}
+BOARD_CORE = {"qemu-nano33": "cortex-m4", "qemu-m3": "cortex-m3", "qemu-m7": "cortex-m7", "qemu-m55": "cortex-m55",
+              "qemu-m33": "cortex-m33"}
+
+
+def models(selected: list[str]) -> dict[str, tuple[bytes, np.ndarray | None]]:
+    from conftest import SHARED_MODELS
+    from mcuquant.models import ZOO
+    from modelgen import zoo_model
+
+    out: dict[str, tuple[bytes, np.ndarray | None]] = {}
+    for name in ZOO:
+        if not selected or f"zoo:{name}" in selected:
+            out[f"zoo:{name}"] = zoo_model(name)
+    for path in sorted(SHARED_MODELS.glob("*.tflite")):
+        if not selected or path.name in selected:
+            out[path.name] = (path.read_bytes(), None)
+    return out
+
+
+def run_on_board(board_name: str, name: str, tflite: bytes, xq: np.ndarray | None, samples: int, work: Path) -> dict:
+    from mcuquant.boards import get_board
+    from mcuquant.device.harness import build_firmware, measure
+    from mcuquant.device.link import Link
+    from mcuquant.device.qemu import QemuEmulator
+    from mcuquant.interpreters import Runner
+
+    board = get_board(board_name)
+    oracle = Runner("tflm-host", tflite)
+    if xq is None:
+        xq = np.random.default_rng(0).integers(-128, 128, (samples, *oracle.input.shape[1:]), dtype=np.int8)
+    xq = xq[:samples]
+    folder = work / board_name / hashlib.sha256(tflite).hexdigest()[:12]
+    build = build_firmware(board, tflite, folder, model_name=name, backend="builtin", progress=False)
+    with QemuEmulator(board, build.elf) as emu, Link.open(emu.url, expected_sha256=hashlib.sha256(tflite).hexdigest(),
+                                                          invoke_timeout=600) as link:
+        run = measure(link, xq, progress=False)
+    expected = np.stack([oracle.invoke(x) for x in xq])
+    same = int(sum(a.tobytes() == b.tobytes() for a, b in zip(run.outputs, expected.reshape(run.outputs.shape))))
+    return {"instructions": float(np.median(run.counts)), "arena": run.info.arena_used,
+            "flash": build.flash_used, "ram": build.ram_used, "byte_identical": same, "n": len(xq)}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--boards", default="qemu-nano33,qemu-m3,qemu-m7,qemu-m55")
+    parser.add_argument("--samples", type=int, default=3)
+    parser.add_argument("--models", default="", help="comma-separated subset, e.g. zoo:cnn,kws_ref_model.tflite")
+    parser.add_argument("--json", metavar="FILE")
+    args = parser.parse_args(argv)
+
+    from mcuquant.builtin.cross import cross_build
+
+    chosen = models([m for m in args.models.split(",") if m])
+    results: dict = {}
+    with tempfile.TemporaryDirectory(prefix="bench-device-") as tmp:
+        for board in args.boards.split(","):
+            core = BOARD_CORE[board]
+            code = cross_build(core).code_bytes
+            print(f"\n{board} ({core}): builtin runtime code {code:,} bytes")
+            print(f"  {'model':32} {'instructions':>14} {'arena':>8} {'flash':>9} {'RAM':>8} {'identical':>9}"
+                  f" {'vs TFLM ref':>11} {'vs CMSIS-NN':>11} {'arena vs TFLM':>13}")
+            rows = {}
+            for name, (tflite, xq) in chosen.items():
+                r = run_on_board(board, name, tflite, xq, args.samples, Path(tmp))
+                rows[name] = r
+                ref = TFLM.get(name) if board == "qemu-nano33" else None
+                ratios = (f" {r['instructions'] / ref['reference']:10.2f}x {r['instructions'] / ref['cmsis_nn']:10.2f}x"
+                          f" {r['arena'] / ref['arena_used']:12.2f}x") if ref else ""
+                print(f"  {name:32} {r['instructions']:14,.0f} {r['arena']:8,} {r['flash']:9,} {r['ram']:8,} "
+                      f"{r['byte_identical']:>4}/{r['n']:<4}{ratios}", flush=True)
+            results[board] = {"core": core, "code_bytes": code, "models": rows}
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
