@@ -334,14 +334,17 @@ def test_preserve_all_needs_more_arena_and_keeps_every_tensor(shared_models):
     assert traced.arena_required > plain.arena_required
 
 
-def test_metadata_formula_matches_the_runtime_and_gives_the_32_bit_figure(shared_models, tmp_path):
-    """mq_metadata_bytes with the host's struct sizes reproduces what mq_init reserved; with a
+def test_arena_formula_matches_the_runtime_and_gives_the_32_bit_figure(shared_models, tmp_path):
+    """mq_arena_bytes with the host's struct sizes reproduces what mq_init asked for; with a
     Cortex-M's it gives the device arena (no pointer-size dependence in the activation plan)."""
     sizes = cross.probe_struct_sizes(host.find_gcc(), shutil.which("nm") or "nm", host.HOST_CFLAGS, tmp_path)
     model = (shared_models / "kws_ref_model.tflite").read_bytes()
     rt = host.HostRuntime(model)
-    meta = rt.metadata_bytes(sizes["tensor"], sizes["op"], sizes["ptr"], sizes["plan_entry"])
-    assert meta == rt.arena_required - rt.activation_bytes
+    assert rt.arena_bytes_for(sizes) == rt.arena_required
+    # The planner's entries live where the activations go later: smaller, they cost nothing extra;
+    # larger than the activations, they set the work area.
+    assert rt.arena_bytes_for({**sizes, "plan_entry": 1}) == rt.arena_required
+    assert rt.arena_bytes_for({**sizes, "plan_entry": 10**6}) > rt.arena_required + 10**6
     if shutil.which("arm-none-eabi-gcc"):
         device = cross.device_arena_bytes(model, "cortex-m4")
         assert rt.activation_bytes < device < rt.arena_required
@@ -413,3 +416,12 @@ def test_wheel_ships_the_c_sources_and_sources_finds_them(tmp_path):
                          env={"PYTHONPATH": str(tmp_path / "site"), "PATH": "/usr/bin:/bin"}).stdout.split()
     assert out[0] == str(tmp_path / "site" / "mcuquant" / "firmware")
     assert int(out[1]) == len(sources.runtime_sources())
+
+
+def test_cross_builds_use_the_flags_the_boards_firmware_is_built_with():
+    from mcuquant.boards import list_boards
+
+    arm = [b for b in list_boards() if b.core.startswith("cortex-")]
+    assert {b.core for b in arm} == set(cross.CORES)
+    for board in arm:
+        assert cross.CORES[board.core] == tuple(board.cpu_flags()), board.name

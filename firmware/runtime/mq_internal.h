@@ -48,18 +48,20 @@ typedef struct mq_plan_entry {
 } mq_plan_entry;
 
 /*
- * Metadata layout at the start of the arena, each section aligned to MQ_ARENA_ALIGN:
+ * Arena layout, each section aligned to MQ_ARENA_ALIGN:
  *   tensors  ntensors x sizeof(mq_tensor)
  *   ops      nops x sizeof(mq_op)
  *   io       nio x sizeof(mq_tensor *)        (every operator's input and output pointers)
  *   indices  (ninputs + noutputs) x int32
- *   plan     ntensors x sizeof(mq_plan_entry)
- * then the activation area (activation_bytes). The sizes of the structs are parameters so that
- * the host can compute the figure of a 32-bit target (see mcuquant/builtin/cross.py).
+ * then the work area: during mq_init it holds the planner's entries (ntensors x
+ * sizeof(mq_plan_entry), dead once the activations are placed), afterwards the activations. The
+ * arena needs the metadata plus the larger of the two. The sizes of the structs are parameters so
+ * that the host can compute the figure of a 32-bit target (see mcuquant/builtin/cross.py).
  */
 typedef struct mq_layout {
-    uint64_t tensors, ops, io, indices, plan; /* section offsets */
-    uint64_t total;                           /* metadata bytes, a multiple of MQ_ARENA_ALIGN */
+    uint64_t tensors, ops, io, indices; /* section offsets */
+    uint64_t total;                     /* metadata bytes, a multiple of MQ_ARENA_ALIGN */
+    uint64_t plan;                      /* bytes of the planner's entries at the start of the work area */
 } mq_layout;
 
 void mq_compute_layout(uint32_t ntensors, uint32_t nops, uint64_t nio, uint32_t nindices,
@@ -67,11 +69,12 @@ void mq_compute_layout(uint32_t ntensors, uint32_t nops, uint64_t nio, uint32_t 
                        uint64_t sizeof_plan_entry, mq_layout *out);
 
 /*
- * Metadata bytes of an initialized interpreter's model for the given struct sizes (with this
- * build's sizes it equals arena_required - activation_bytes). Exported for the host tools.
+ * Arena bytes an initialized interpreter's model needs for the given struct sizes: metadata plus
+ * the larger of the activations and the planner's entries (with this build's sizes it equals
+ * arena_required). Exported for the host tools.
  */
-uint64_t mq_metadata_bytes(const mq_interpreter *it, uint32_t sizeof_tensor, uint32_t sizeof_op,
-                           uint32_t sizeof_ptr, uint32_t sizeof_plan_entry);
+uint64_t mq_arena_bytes(const mq_interpreter *it, uint32_t sizeof_tensor, uint32_t sizeof_op,
+                        uint32_t sizeof_ptr, uint32_t sizeof_plan_entry);
 
 /* mq_init with flags; MQ_INIT_PRESERVE_ALL gives every tensor its own slot (for tracing). */
 #define MQ_INIT_PRESERVE_ALL 1u

@@ -51,13 +51,18 @@ void mq_compute_layout(uint32_t ntensors, uint32_t nops, uint64_t nio, uint32_t 
     off = add_sat(off, section(nio, sizeof_ptr));
     out->indices = off;
     off = add_sat(off, section(nindices, sizeof(int32_t)));
-    out->plan = off;
-    off = add_sat(off, section(ntensors, sizeof_plan_entry));
     out->total = off;
+    out->plan = section(ntensors, sizeof_plan_entry);
 }
 
-uint64_t mq_metadata_bytes(const mq_interpreter *it, uint32_t sizeof_tensor, uint32_t sizeof_op,
-                           uint32_t sizeof_ptr, uint32_t sizeof_plan_entry)
+/* Metadata plus a work area of max(activations, plan entries). */
+static uint64_t arena_total(const mq_layout *layout, uint64_t activations)
+{
+    return add_sat(layout->total, activations > layout->plan ? activations : layout->plan);
+}
+
+uint64_t mq_arena_bytes(const mq_interpreter *it, uint32_t sizeof_tensor, uint32_t sizeof_op,
+                        uint32_t sizeof_ptr, uint32_t sizeof_plan_entry)
 {
     mq_layout layout;
     uint64_t nio = 0;
@@ -65,7 +70,7 @@ uint64_t mq_metadata_bytes(const mq_interpreter *it, uint32_t sizeof_tensor, uin
     for (uint32_t i = 0; i < it->nops; ++i) nio += (uint64_t)it->ops[i].ctx.ninputs + it->ops[i].ctx.noutputs;
     mq_compute_layout(it->ntensors, it->nops, nio, it->ninputs + it->noutputs, sizeof_tensor, sizeof_op,
                       sizeof_ptr, sizeof_plan_entry, &layout);
-    return layout.total;
+    return arena_total(&layout, it->activation_bytes);
 }
 
 static mq_status fail(mq_interpreter *it, mq_status s, const char *detail)
@@ -123,10 +128,10 @@ mq_status mq_init_ex(mq_interpreter *it, const uint8_t *model, size_t model_len,
     mq_compute_layout(m.tensors.len, m.operators.len, m.nio, (uint32_t)nindices, sizeof(mq_tensor),
                       sizeof(mq_op), sizeof(mq_tensor *), sizeof(mq_plan_entry), &layout);
     if (layout.total > (uint64_t)SIZE_MAX / 2u) return fail(it, MQ_ERR_LIMIT, "model metadata too large");
-    if (arena_len < layout.total) {
-        /* Without room for the metadata the plan cannot be made: report an upper bound (every
-         * activation in its own slot); an arena of that size yields the exact figure. */
-        const uint64_t bound = add_sat(layout.total, m.activation_bound);
+    if (arena_len < add_sat(layout.total, layout.plan)) {
+        /* Without room for the metadata and the planner the plan cannot be made: report an upper
+         * bound (every activation in its own slot); an arena of that size yields the exact figure. */
+        const uint64_t bound = arena_total(&layout, m.activation_bound);
         it->arena_required = (uint64_t)(size_t)bound == bound ? (size_t)bound : SIZE_MAX;
         return fail(it, MQ_ERR_ARENA_TOO_SMALL, "arena too small for the model metadata (arena_required is an upper bound)");
     }
@@ -137,7 +142,7 @@ mq_status mq_init_ex(mq_interpreter *it, const uint8_t *model, size_t model_len,
     dest.ops = (mq_op *)(void *)(arena + layout.ops);
     dest.io = (mq_tensor **)(void *)(arena + layout.io);
     dest.indices = (int32_t *)(void *)(arena + layout.indices);
-    mq_plan_entry *plan = (mq_plan_entry *)(void *)(arena + layout.plan);
+    mq_plan_entry *plan = (mq_plan_entry *)(void *)(arena + layout.total); /* the work area, until placed */
     it->tensors = dest.tensors;
     it->ntensors = m.tensors.len;
     it->ops = dest.ops;
@@ -162,18 +167,22 @@ mq_status mq_init_ex(mq_interpreter *it, const uint8_t *model, size_t model_len,
 
     s = mq_plan_place(it, plan);
     if (s != MQ_OK) return s;
-    const uint64_t required = layout.total + it->activation_bytes;
+    const uint64_t required = arena_total(&layout, it->activation_bytes);
     if ((uint64_t)(size_t)required != required) return fail(it, MQ_ERR_LIMIT, "arena larger than the address space");
     it->arena_required = (size_t)required;
     if (arena_len < required) return fail(it, MQ_ERR_ARENA_TOO_SMALL, "arena too small for the activations");
 
+    /* The activations overlay the plan: every offset is read before any activation is written. */
     uint8_t *activations = arena + layout.total;
     for (uint32_t t = 0; t < it->ntensors; ++t) {
         mq_tensor *tensor = &it->tensors[t];
-        if (tensor->is_constant || plan[t].last < 0) continue;
-        tensor->data = activations + plan[t].offset;
+        if (!tensor->is_constant && plan[t].last >= 0) tensor->data = activations + plan[t].offset;
+    }
+    for (uint32_t t = 0; t < it->ntensors; ++t) {
+        mq_tensor *tensor = &it->tensors[t];
         /* A variable tensor starts at zero, an int8 one at its zero point (TFLM's ResetVariableTensors). */
-        if (tensor->reserved) memset(tensor->data, tensor->type == MQ_INT8 ? tensor->zero_point : 0, tensor->bytes);
+        if (tensor->reserved && tensor->data != NULL && !tensor->is_constant)
+            memset(tensor->data, tensor->type == MQ_INT8 ? tensor->zero_point : 0, tensor->bytes);
     }
     it->ready = 1;
     return MQ_OK;

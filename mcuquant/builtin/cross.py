@@ -16,7 +16,7 @@ the metadata structs hold pointers, so their sizes differ between the 64-bit hos
 32-bit core. The activation plan does not depend on pointer size (same tensor sizes, same 16-byte
 alignment, same deterministic planner), so :func:`device_arena_bytes` takes the host runtime's
 activation bytes and adds the metadata size computed by the runtime's own layout function
-(``mq_metadata_bytes``, the one ``mq_init`` uses) with the struct sizes of the target. Those sizes
+(``mq_arena_bytes``, the one ``mq_init`` uses) with the struct sizes of the target. Those sizes
 are learned from the cross compiler itself: a probe file declares one array per struct,
 ``const unsigned char probe[sizeof(mq_tensor)]``, and ``arm-none-eabi-nm -S`` reads the array
 sizes back. Nothing is hard-coded, so the figure stays exact when a struct changes.
@@ -43,10 +43,13 @@ from mcuquant.errors import McuquantError
 
 CROSS_CFLAGS = ("-std=c99", "-Os", "-Wall", "-Wextra", "-Werror", "-pedantic", "-ffunction-sections",
                 "-fdata-sections")
-CORES: dict[str, tuple[str, ...]] = {
-    "cortex-m0plus": ("-mcpu=cortex-m0plus", "-mthumb"),
+CORES: dict[str, tuple[str, ...]] = {  # the flags the boards' firmware is built with (Board.cpu_flags)
+    "cortex-m0plus": ("-mcpu=cortex-m0plus", "-mthumb", "-mfloat-abi=soft"),
+    "cortex-m3": ("-mcpu=cortex-m3", "-mthumb", "-mfloat-abi=soft"),
     "cortex-m4": ("-mcpu=cortex-m4", "-mthumb", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard"),
     "cortex-m7": ("-mcpu=cortex-m7", "-mthumb", "-mfpu=fpv5-d16", "-mfloat-abi=hard"),
+    "cortex-m33": ("-mcpu=cortex-m33", "-mthumb", "-mfpu=fpv5-sp-d16", "-mfloat-abi=hard"),
+    "cortex-m55": ("-mcpu=cortex-m55", "-mthumb", "-mfpu=auto", "-mfloat-abi=hard"),
 }
 LINK_FLAGS = ("-Wl,--gc-sections", "-nostartfiles", "--specs=nano.specs", "--specs=nosys.specs", "-e", "main")
 PREFIX = "arm-none-eabi-"
@@ -206,9 +209,8 @@ def code_size(core: str = "cortex-m4") -> int:
 
 
 def device_arena_bytes(model: bytes, core: str = "cortex-m4") -> int:
-    """Exact arena bytes `model` needs on `core`: the 32-bit metadata plus the activations."""
+    """Exact arena bytes `model` needs on `core`: the 32-bit metadata plus the work area (the larger of
+    the activations and the planner's entries)."""
     from mcuquant.builtin.host import HostRuntime
 
-    s = cross_build(core).struct_sizes
-    runtime = HostRuntime(model)
-    return runtime.metadata_bytes(s["tensor"], s["op"], s["ptr"], s["plan_entry"]) + runtime.activation_bytes
+    return HostRuntime(model).arena_bytes_for(cross_build(core).struct_sizes)

@@ -219,8 +219,8 @@ def load_library() -> ctypes.CDLL:
         lib.mq_op_name.restype = ctypes.c_char_p
         lib.mq_op_code_at.argtypes = [p_it, ctypes.c_int32]
         lib.mq_op_code_at.restype = ctypes.c_int32
-        lib.mq_metadata_bytes.argtypes = [p_it, ctypes.c_uint32, ctypes.c_uint32, ctypes.c_uint32, ctypes.c_uint32]
-        lib.mq_metadata_bytes.restype = ctypes.c_uint64
+        lib.mq_arena_bytes.argtypes = [p_it, ctypes.c_uint32, ctypes.c_uint32, ctypes.c_uint32, ctypes.c_uint32]
+        lib.mq_arena_bytes.restype = ctypes.c_uint64
         lib.mq_interpreter_size.restype = ctypes.c_size_t
         if lib.mq_interpreter_size() != ctypes.sizeof(MqInterpreter):
             # The C runtime would write past the Python-owned struct: heap corruption, crashes far away.
@@ -313,10 +313,12 @@ class HostRuntime:
     def activation_bytes(self) -> int:
         return int(self._it.activation_bytes)
 
-    def metadata_bytes(self, sizeof_tensor: int, sizeof_op: int, sizeof_ptr: int, sizeof_plan_entry: int) -> int:
-        """Metadata bytes this model needs when the structs have the given sizes (e.g. a 32-bit target's)."""
-        return int(self._lib.mq_metadata_bytes(ctypes.byref(self._it), sizeof_tensor, sizeof_op, sizeof_ptr,
-                                               sizeof_plan_entry))
+    def arena_bytes_for(self, sizes: dict) -> int:
+        """Arena bytes this model needs when the runtime's structs have ``sizes`` (keys tensor, op, ptr,
+        plan_entry: e.g. a 32-bit target's, from mcuquant.builtin.cross): metadata plus the larger of
+        the activations and the planner's entries, as mq_init computes it."""
+        return int(self._lib.mq_arena_bytes(ctypes.byref(self._it), sizes["tensor"], sizes["op"], sizes["ptr"],
+                                            sizes["plan_entry"]))
 
     def try_arena(self, arena_bytes: int) -> tuple[str, int]:
         """mq_init on a fresh interpreter with an arena of `arena_bytes`: (status name, arena_required)."""
