@@ -24,6 +24,7 @@ typedef struct mq_kernel {
     int32_t code;
     mq_op_fn check;
     mq_op_fn eval;
+    mq_prepare_fn prepare; /* NULL: nothing to compute once */
 } mq_kernel;
 
 /* The kernel for a builtin code, NULL when the runtime has none. */
@@ -54,8 +55,9 @@ typedef struct mq_plan_entry {
  *   io       nio x sizeof(mq_tensor *)        (every operator's input and output pointers)
  *   indices  (ninputs + noutputs) x int32
  * then the work area: during mq_init it holds the planner's entries (ntensors x
- * sizeof(mq_plan_entry), dead once the activations are placed), afterwards the activations. The
- * arena needs the metadata plus the larger of the two. The sizes of the structs are parameters so
+ * sizeof(mq_plan_entry), dead once the activations are placed), afterwards the activations; then
+ * the prepared data of the operators (prepared_bytes, each operator's part 4-byte aligned). The
+ * arena needs the metadata, the larger of the two, and the prepared data. The sizes of the structs are parameters so
  * that the host can compute the figure of a 32-bit target (see mcuquant/builtin/cross.py).
  */
 typedef struct mq_layout {
@@ -91,7 +93,12 @@ typedef struct mq_model {
     mq_fb_vector opcodes, buffers, tensors, inputs, outputs, operators;
     uint64_t nio;              /* sum of every operator's input and output counts */
     uint64_t activation_bound; /* aligned bytes of every non-constant tensor: an upper bound */
+    uint64_t prepared_bound;   /* an upper bound of the operators' prepared data */
 } mq_model;
+
+/* Most bytes prepare() asks for per channel (MQ_CHANNEL_PARAMS_BYTES) and per operator (alignment). */
+#define MQ_PREPARED_PER_CHANNEL 12u
+#define MQ_PREPARED_PER_OP 16u
 
 /* Reads the header, the subgraph's vectors and every buffer (external data is rejected). */
 mq_status mq_model_open(mq_interpreter *it, mq_model *m);

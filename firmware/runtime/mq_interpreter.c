@@ -55,10 +55,10 @@ void mq_compute_layout(uint32_t ntensors, uint32_t nops, uint64_t nio, uint32_t 
     out->plan = section(ntensors, sizeof_plan_entry);
 }
 
-/* Metadata plus a work area of max(activations, plan entries). */
-static uint64_t arena_total(const mq_layout *layout, uint64_t activations)
+/* Metadata, a work area of max(activations, plan entries), the prepared data. */
+static uint64_t arena_total(const mq_layout *layout, uint64_t activations, uint64_t prepared)
 {
-    return add_sat(layout->total, activations > layout->plan ? activations : layout->plan);
+    return add_sat(add_sat(layout->total, activations > layout->plan ? activations : layout->plan), prepared);
 }
 
 uint64_t mq_arena_bytes(const mq_interpreter *it, uint32_t sizeof_tensor, uint32_t sizeof_op,
@@ -70,7 +70,7 @@ uint64_t mq_arena_bytes(const mq_interpreter *it, uint32_t sizeof_tensor, uint32
     for (uint32_t i = 0; i < it->nops; ++i) nio += (uint64_t)it->ops[i].ctx.ninputs + it->ops[i].ctx.noutputs;
     mq_compute_layout(it->ntensors, it->nops, nio, it->ninputs + it->noutputs, sizeof_tensor, sizeof_op,
                       sizeof_ptr, sizeof_plan_entry, &layout);
-    return arena_total(&layout, it->activation_bytes);
+    return arena_total(&layout, it->activation_bytes, it->prepared_bytes);
 }
 
 static mq_status fail(mq_interpreter *it, mq_status s, const char *detail)
@@ -131,7 +131,7 @@ mq_status mq_init_ex(mq_interpreter *it, const uint8_t *model, size_t model_len,
     if (arena_len < add_sat(layout.total, layout.plan)) {
         /* Without room for the metadata and the planner the plan cannot be made: report an upper
          * bound (every activation in its own slot); an arena of that size yields the exact figure. */
-        const uint64_t bound = arena_total(&layout, m.activation_bound);
+        const uint64_t bound = arena_total(&layout, m.activation_bound, m.prepared_bound);
         it->arena_required = (uint64_t)(size_t)bound == bound ? (size_t)bound : SIZE_MAX;
         return fail(it, MQ_ERR_ARENA_TOO_SMALL, "arena too small for the model metadata (arena_required is an upper bound)");
     }
@@ -156,18 +156,25 @@ mq_status mq_init_ex(mq_interpreter *it, const uint8_t *model, size_t model_len,
 
     s = mq_plan_lifetimes(it, plan, (flags & MQ_INIT_PRESERVE_ALL) != 0);
     if (s != MQ_OK) return s;
+    uint64_t prepared = 0;
     for (uint32_t i = 0; i < it->nops; ++i) {
         const mq_op *op = &it->ops[i];
+        uint32_t bytes = 0;
         s = op->kernel->check(&op->ctx);
+        if (s == MQ_OK && op->kernel->prepare != NULL) s = op->kernel->prepare(&op->ctx, NULL, &bytes);
         if (s != MQ_OK) {
             it->error_op = (int32_t)i;
             return fail(it, s, op_failure_detail(s));
         }
+        prepared = add_sat(prepared, ((uint64_t)bytes + 3u) & ~(uint64_t)3u);
     }
+    prepared = (prepared + (MQ_ARENA_ALIGN - 1u)) & ~(uint64_t)(MQ_ARENA_ALIGN - 1u);
+    if ((uint64_t)(size_t)prepared != prepared) return fail(it, MQ_ERR_LIMIT, "prepared data larger than the address space");
+    it->prepared_bytes = (size_t)prepared;
 
     s = mq_plan_place(it, plan);
     if (s != MQ_OK) return s;
-    const uint64_t required = arena_total(&layout, it->activation_bytes);
+    const uint64_t required = arena_total(&layout, it->activation_bytes, prepared);
     if ((uint64_t)(size_t)required != required) return fail(it, MQ_ERR_LIMIT, "arena larger than the address space");
     it->arena_required = (size_t)required;
     if (arena_len < required) return fail(it, MQ_ERR_ARENA_TOO_SMALL, "arena too small for the activations");
@@ -183,6 +190,22 @@ mq_status mq_init_ex(mq_interpreter *it, const uint8_t *model, size_t model_len,
         /* A variable tensor starts at zero, an int8 one at its zero point (TFLM's ResetVariableTensors). */
         if (tensor->reserved && tensor->data != NULL && !tensor->is_constant)
             memset(tensor->data, tensor->type == MQ_INT8 ? tensor->zero_point : 0, tensor->bytes);
+    }
+
+    /* What each operator computes once, after the work area (dead plan entries are not in the way). */
+    uint8_t *next = arena + (required - prepared);
+    for (uint32_t i = 0; i < it->nops; ++i) {
+        mq_op *op = &it->ops[i];
+        uint32_t bytes = 0;
+        if (op->kernel->prepare == NULL) continue;
+        (void)op->kernel->prepare(&op->ctx, NULL, &bytes);
+        s = op->kernel->prepare(&op->ctx, next, &bytes);
+        if (s != MQ_OK) {
+            it->error_op = (int32_t)i;
+            return fail(it, s, op_failure_detail(s));
+        }
+        op->ctx.prepared = next;
+        next += (bytes + 3u) & ~3u;
     }
     it->ready = 1;
     return MQ_OK;

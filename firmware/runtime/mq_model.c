@@ -427,12 +427,14 @@ mq_status mq_model_load(mq_interpreter *it, mq_model *m, const mq_model_dest *de
     mq_op scratch_op;
     uint8_t variable;
 
+    uint64_t most_channels = 0; /* the largest last dimension of any tensor */
     m->nio = 0;
     m->activation_bound = 0;
     for (uint32_t i = 0; i < m->tensors.len; ++i) {
         mq_tensor *t = dest != NULL ? &dest->tensors[i] : &scratch_tensor;
         TRY(parse_tensor(it, m, i, t, &variable));
         if (!t->is_constant) m->activation_bound += align_up(t->bytes);
+        if (t->ndims > 0 && (uint64_t)t->dims[t->ndims - 1] > most_channels) most_channels = (uint64_t)t->dims[t->ndims - 1];
         t->reserved = variable; /* the planner gives variable tensors the whole run */
     }
 
@@ -468,5 +470,11 @@ mq_status mq_model_load(mq_interpreter *it, mq_model *m, const mq_model_dest *de
             return fail(it, MQ_ERR_LIMIT, "operators list more tensors than the model can hold");
     }
     m->nio = io_slot;
+    /* Prepared data is per output channel (at most the largest last dimension) plus alignment. */
+    {
+        const uint64_t per_op = MQ_PREPARED_PER_OP + MQ_PREPARED_PER_CHANNEL * most_channels; /* < 2^36 */
+        const uint64_t ops = m->operators.len;
+        m->prepared_bound = ops != 0 && per_op > UINT64_MAX / ops ? UINT64_MAX : ops * per_op;
+    }
     return MQ_OK;
 }

@@ -4,6 +4,12 @@
  * Each operator is one pair of functions:
  *   mq_status mq_check_<op>(const mq_op_ctx *ctx);   called once by mq_init, before planning
  *   mq_status mq_eval_<op>(const mq_op_ctx *ctx);    called by every mq_invoke
+ * and, for operators with data that depends only on the model (requantization multipliers, bias
+ * with the input zero point folded in), a third:
+ *   mq_status mq_prepare_<op>(const mq_op_ctx *ctx, uint8_t *out, uint32_t *bytes);
+ * called by mq_init after check(): with out == NULL it sets *bytes to what it needs, then once with
+ * that much memory (4-byte aligned, in the arena) it fills it. eval() finds it at ctx->prepared, so
+ * no multiplier is computed (in double precision) while the model runs.
  *
  * check() validates everything eval() relies on, because the model may be hostile: input and
  * output counts, types, ranks, every dimension relation the kernel uses for indexing, quantization
@@ -99,9 +105,13 @@ typedef struct mq_op_ctx {
     mq_tensor *const *outputs;
     uint32_t noutputs;
     const mq_op_options *options;
+    const uint8_t *prepared;    /* what the operator's prepare() filled at mq_init, NULL without one */
 } mq_op_ctx;
 
 typedef mq_status (*mq_op_fn)(const mq_op_ctx *ctx);
+typedef mq_status (*mq_prepare_fn)(const mq_op_ctx *ctx, uint8_t *out, uint32_t *bytes);
+
+#define MQ_DECLARE_PREPARE(name) mq_status mq_prepare_##name(const mq_op_ctx *ctx, uint8_t *out, uint32_t *bytes);
 
 #define MQ_DECLARE_OP(name) \
     mq_status mq_check_##name(const mq_op_ctx *ctx); \
@@ -141,5 +151,9 @@ MQ_DECLARE_OP(expand_dims)
 MQ_DECLARE_OP(reduce_max)
 MQ_DECLARE_OP(leaky_relu)
 MQ_DECLARE_OP(split_v)
+
+MQ_DECLARE_PREPARE(conv_2d)
+MQ_DECLARE_PREPARE(depthwise_conv_2d)
+MQ_DECLARE_PREPARE(fully_connected)
 
 #endif /* MQ_OPS_H */

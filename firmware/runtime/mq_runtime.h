@@ -79,6 +79,7 @@ typedef struct mq_interpreter {
     size_t arena_len;
     size_t arena_required;   /* bytes needed (metadata + activations), set by mq_init */
     size_t activation_bytes; /* the part of arena_required that holds activation tensors */
+    size_t prepared_bytes;   /* the part that holds what operators compute once at mq_init (multipliers, ...) */
     mq_tensor *tensors;      /* in the arena */
     uint32_t ntensors;
     struct mq_op *ops;       /* in the arena */

@@ -185,6 +185,7 @@ class MqInterpreter(ctypes.Structure):
         ("arena_len", ctypes.c_size_t),
         ("arena_required", ctypes.c_size_t),
         ("activation_bytes", ctypes.c_size_t),
+        ("prepared_bytes", ctypes.c_size_t),
         ("tensors", ctypes.POINTER(MqTensor)),
         ("ntensors", ctypes.c_uint32),
         ("ops", ctypes.c_void_p),
@@ -312,6 +313,10 @@ class HostRuntime:
     @property
     def activation_bytes(self) -> int:
         return int(self._it.activation_bytes)
+
+    @property
+    def prepared_bytes(self) -> int:
+        return int(self._it.prepared_bytes)
 
     def arena_bytes_for(self, sizes: dict) -> int:
         """Arena bytes this model needs when the runtime's structs have ``sizes`` (keys tensor, op, ptr,

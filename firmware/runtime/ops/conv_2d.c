@@ -5,13 +5,11 @@
  *
  * Arithmetic as TFLM's reference ConvPerChannel: acc = sum(w * (x - zp_in)) + bias in wrapping
  * int32, requantized per output channel, plus the output zero point, clamped to the activation
- * range. The per-channel multipliers are recomputed by every eval (no persistent per-op memory):
- * output channels are processed in blocks whose multipliers live on the stack.
+ * range. The per-channel multipliers and the bias with the input zero point folded in are computed
+ * once, by prepare() at mq_init (mq_channel_params).
  */
 #include "../mq_fixedpoint.h"
 #include "mq_op_util.h"
-
-#define CHANNEL_BLOCK 32
 
 typedef struct conv_params {
     int32_t pad_h, pad_w;
@@ -52,13 +50,21 @@ mq_status mq_check_conv_2d(const mq_op_ctx *ctx)
     return conv_prepare(ctx, &p, 1);
 }
 
+mq_status mq_prepare_conv_2d(const mq_op_ctx *ctx, uint8_t *out, uint32_t *bytes)
+{
+    const mq_tensor *filter = ctx->inputs[1];
+    const mq_weighted_operands w = {ctx->inputs[0], filter, ctx->ninputs == 3 ? ctx->inputs[2] : NULL,
+                                    ctx->outputs[0]};
+    const uint32_t per_filter = (uint32_t)filter->dims[1] * (uint32_t)filter->dims[2] * (uint32_t)filter->dims[3];
+    return mq_prepare_channel_params(&w, filter->dims[0], per_filter, per_filter, 1u, out, bytes);
+}
+
 mq_status mq_eval_conv_2d(const mq_op_ctx *ctx)
 {
     const mq_op_options *o = ctx->options;
     const mq_tensor *in = ctx->inputs[0], *filter = ctx->inputs[1];
     const mq_tensor *bias = ctx->ninputs == 3 ? ctx->inputs[2] : NULL;
     const mq_tensor *out = ctx->outputs[0];
-    const mq_weighted_operands operands = {in, filter, bias, out};
     const int8_t *x = (const int8_t *)in->data;
     const int8_t *w = (const int8_t *)filter->data;
     int8_t *y = (int8_t *)out->data;
@@ -67,45 +73,53 @@ mq_status mq_eval_conv_2d(const mq_op_ctx *ctx)
     const int32_t k_h = filter->dims[1], k_w = filter->dims[2], k_c = filter->dims[3];
     const int32_t out_c = out->dims[3];
     const int32_t per_group = out_c / (in->dims[3] / k_c);
-    int32_t multiplier[CHANNEL_BLOCK];
-    int shift[CHANNEL_BLOCK];
+    const uint32_t per_filter = (uint32_t)k_h * (uint32_t)k_w * (uint32_t)k_c;
+    const mq_channel_params cp = mq_channel_params_of(ctx->prepared, out_c);
     conv_params p;
-    int32_t c0, b, oy, ox, i;
+    int32_t b, oy, ox, oc;
     mq_status s = conv_prepare(ctx, &p, 0);
     if (s != MQ_OK) return s;
 
-    for (c0 = 0; c0 < out_c; c0 += CHANNEL_BLOCK) {
-        const int32_t n = out_c - c0 < CHANNEL_BLOCK ? out_c - c0 : CHANNEL_BLOCK;
-        mq_block_multipliers(&operands, c0, n, multiplier, shift);
-        for (b = 0; b < in->dims[0]; ++b) {
-            for (oy = 0; oy < out->dims[1]; ++oy) {
-                const int32_t y0 = oy * o->stride_h - p.pad_h;
-                for (ox = 0; ox < out->dims[2]; ++ox) {
-                    const int32_t x0 = ox * o->stride_w - p.pad_w;
-                    for (i = 0; i < n; ++i) {
-                        const int32_t oc = c0 + i;
-                        const int32_t ic0 = (oc / per_group) * k_c;
-                        uint32_t acc = 0; /* int32 arithmetic modulo 2^32, as TFLM's */
-                        int32_t ky, kx, ic, v;
+    for (b = 0; b < in->dims[0]; ++b) {
+        for (oy = 0; oy < out->dims[1]; ++oy) {
+            const int32_t y0 = oy * o->stride_h - p.pad_h;
+            const int rows_inside = y0 >= 0 && y0 + o->dilation_h * (k_h - 1) < in_h;
+            for (ox = 0; ox < out->dims[2]; ++ox) {
+                const int32_t x0 = ox * o->stride_w - p.pad_w;
+                /* Every tap inside the input: the zero point is folded into the bias (prepare). */
+                const int inside = rows_inside && x0 >= 0 && x0 + o->dilation_w * (k_w - 1) < in_w;
+                int8_t *yp = y + mq_offset4(out->dims, b, oy, ox, 0);
+                for (oc = 0; oc < out_c; ++oc) {
+                    const int32_t ic0 = (oc / per_group) * k_c;
+                    const int8_t *wp = w + (uint32_t)oc * per_filter;
+                    uint32_t acc; /* int32 arithmetic modulo 2^32, as TFLM's */
+                    int32_t ky, kx, ic, v;
+                    if (inside) {
+                        acc = (uint32_t)cp.folded_bias[oc];
                         for (ky = 0; ky < k_h; ++ky) {
-                            const int32_t iy = y0 + o->dilation_h * ky;
-                            if (iy < 0 || iy >= in_h) continue;
+                            const int8_t *xrow = x + mq_offset4(in->dims, b, y0 + o->dilation_h * ky, x0, ic0);
                             for (kx = 0; kx < k_w; ++kx) {
-                                const int32_t ix = x0 + o->dilation_w * kx;
-                                const int8_t *xp, *wp;
-                                if (ix < 0 || ix >= in_w) continue;
-                                xp = x + mq_offset4(in->dims, b, iy, ix, ic0);
-                                wp = w + mq_offset4(filter->dims, oc, ky, kx, 0);
-                                for (ic = 0; ic < k_c; ++ic) {
-                                    acc += (uint32_t)((int32_t)wp[ic] * ((int32_t)xp[ic] + in_offset));
-                                }
+                                const int8_t *xp = xrow + (uint32_t)(o->dilation_w * kx) * (uint32_t)in->dims[3];
+                                for (ic = 0; ic < k_c; ++ic) acc += (uint32_t)((int32_t)wp[ic] * (int32_t)xp[ic]);
+                                wp += k_c;
                             }
                         }
-                        if (bias != NULL) acc += (uint32_t)mq_load_i32(bias->data, (uint32_t)oc);
-                        v = mq_multiply_by_quantized_multiplier(mq_wrap_i32(acc), multiplier[i], shift[i]);
-                        v = mq_clamp(mq_add_wrap(v, out->zero_point), p.act_min, p.act_max);
-                        y[mq_offset4(out->dims, b, oy, ox, oc)] = (int8_t)v;
+                    } else {
+                        acc = bias != NULL ? (uint32_t)mq_load_i32(bias->data, (uint32_t)oc) : 0u;
+                        for (ky = 0; ky < k_h; ++ky) {
+                            const int32_t iy = y0 + o->dilation_h * ky;
+                            for (kx = 0; kx < k_w; ++kx, wp += k_c) {
+                                const int32_t ix = x0 + o->dilation_w * kx;
+                                const int8_t *xp;
+                                if (iy < 0 || iy >= in_h || ix < 0 || ix >= in_w) continue;
+                                xp = x + mq_offset4(in->dims, b, iy, ix, ic0);
+                                for (ic = 0; ic < k_c; ++ic)
+                                    acc += (uint32_t)((int32_t)wp[ic] * ((int32_t)xp[ic] + in_offset));
+                            }
+                        }
                     }
+                    v = mq_multiply_by_quantized_multiplier(mq_wrap_i32(acc), cp.multiplier[oc], cp.shift[oc]);
+                    yp[oc] = (int8_t)mq_clamp(mq_add_wrap(v, out->zero_point), p.act_min, p.act_max);
                 }
             }
         }

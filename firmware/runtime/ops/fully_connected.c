@@ -16,7 +16,6 @@
 #include "../mq_fixedpoint.h"
 #include "mq_op_util.h"
 
-#define CHANNEL_BLOCK 32
 
 typedef struct fc_params {
     int32_t units, depth, batches;
@@ -69,41 +68,39 @@ mq_status mq_check_fully_connected(const mq_op_ctx *ctx)
     return fc_prepare(ctx, &p, 1);
 }
 
+mq_status mq_prepare_fully_connected(const mq_op_ctx *ctx, uint8_t *out, uint32_t *bytes)
+{
+    const mq_tensor *filter = ctx->inputs[1];
+    const mq_weighted_operands w = {ctx->inputs[0], filter, ctx->ninputs == 3 ? ctx->inputs[2] : NULL,
+                                    ctx->outputs[0]};
+    return mq_prepare_channel_params(&w, filter->dims[0], (uint32_t)filter->dims[1], (uint32_t)filter->dims[1], 1u,
+                                     out, bytes);
+}
+
 mq_status mq_eval_fully_connected(const mq_op_ctx *ctx)
 {
     const mq_tensor *in = ctx->inputs[0], *filter = ctx->inputs[1];
-    const mq_tensor *bias = ctx->ninputs == 3 ? ctx->inputs[2] : NULL;
     const mq_tensor *out = ctx->outputs[0];
-    const mq_weighted_operands operands = {in, filter, bias, out};
     const int8_t *x = (const int8_t *)in->data;
     const int8_t *w = (const int8_t *)filter->data;
     int8_t *y = (int8_t *)out->data;
-    const int32_t in_offset = -in->zero_point;
-    int32_t multiplier[CHANNEL_BLOCK];
-    int shift[CHANNEL_BLOCK];
     fc_params p;
-    int32_t c0, b, i, d;
+    int32_t b, oc, d;
     mq_status s = fc_prepare(ctx, &p, 0);
+    const mq_channel_params cp = mq_channel_params_of(ctx->prepared, p.units);
     if (s != MQ_OK) return s;
 
-    for (c0 = 0; c0 < p.units; c0 += CHANNEL_BLOCK) {
-        const int32_t n = p.units - c0 < CHANNEL_BLOCK ? p.units - c0 : CHANNEL_BLOCK;
-        mq_block_multipliers(&operands, c0, n, multiplier, shift);
-        for (b = 0; b < p.batches; ++b) {
-            const int8_t *row = x + (uint32_t)b * (uint32_t)p.depth;
-            for (i = 0; i < n; ++i) {
-                const int32_t oc = c0 + i;
-                const int8_t *wrow = w + (uint32_t)oc * (uint32_t)p.depth;
-                uint32_t acc = 0; /* int32 arithmetic modulo 2^32, as TFLM's */
-                int32_t v;
-                for (d = 0; d < p.depth; ++d) {
-                    acc += (uint32_t)((int32_t)wrow[d] * ((int32_t)row[d] + in_offset));
-                }
-                if (bias != NULL) acc += (uint32_t)mq_load_i32(bias->data, (uint32_t)oc);
-                v = mq_multiply_by_quantized_multiplier(mq_wrap_i32(acc), multiplier[i], shift[i]);
-                v = mq_clamp(mq_add_wrap(v, out->zero_point), p.act_min, p.act_max);
-                y[(uint32_t)b * (uint32_t)p.units + (uint32_t)oc] = (int8_t)v;
-            }
+    for (b = 0; b < p.batches; ++b) {
+        const int8_t *row = x + (uint32_t)b * (uint32_t)p.depth;
+        for (oc = 0; oc < p.units; ++oc) {
+            const int8_t *wrow = w + (uint32_t)oc * (uint32_t)p.depth;
+            /* int32 arithmetic modulo 2^32, as TFLM's; the zero point is folded into the bias (prepare) */
+            uint32_t acc = (uint32_t)cp.folded_bias[oc];
+            int32_t v;
+            for (d = 0; d < p.depth; ++d) acc += (uint32_t)((int32_t)wrow[d] * (int32_t)row[d]);
+            v = mq_multiply_by_quantized_multiplier(mq_wrap_i32(acc), cp.multiplier[oc], cp.shift[oc]);
+            y[(uint32_t)b * (uint32_t)p.units + (uint32_t)oc] = (int8_t)mq_clamp(mq_add_wrap(v, out->zero_point),
+                                                                                 p.act_min, p.act_max);
         }
     }
     return MQ_OK;

@@ -304,18 +304,37 @@ mq_status mq_binary_int8_operands(const mq_op_ctx *ctx, const mq_tensor **a, con
     return mq_broadcast_prepare(*a, *b, *out, bc);
 }
 
-void mq_block_multipliers(const mq_weighted_operands *w, int32_t c0, int32_t n, int32_t *multiplier, int *shift)
+mq_status mq_prepare_channel_params(const mq_weighted_operands *w, int32_t channels, uint32_t count,
+                                    uint32_t ch_stride, uint32_t elem_stride, uint8_t *out, uint32_t *bytes)
 {
-    int32_t i;
-    for (i = 0; i < n; ++i) {
-        if (w->filter->nscales == 1 && (c0 > 0 || i > 0)) { /* per-tensor: computed once */
-            multiplier[i] = multiplier[0];
-            shift[i] = shift[0];
+    const int8_t *weights = (const int8_t *)w->filter->data;
+    const uint32_t input_offset = (uint32_t)(-w->in->zero_point);
+    int32_t *multiplier, *folded;
+    int8_t *shift;
+    int32_t ch;
+    *bytes = (uint32_t)channels * 9u; /* checked by the operator: channels <= the filter's size */
+    if (out == NULL) return MQ_OK;
+    multiplier = (int32_t *)(void *)out;
+    folded = multiplier + channels;
+    shift = (int8_t *)(void *)(folded + channels);
+    for (ch = 0; ch < channels; ++ch) {
+        const int8_t *wc = weights + (uint32_t)ch * ch_stride;
+        uint32_t sum = 0, k;
+        int s = 0;
+        if (w->filter->nscales == 1 && ch > 0) { /* per-tensor: computed once */
+            multiplier[ch] = multiplier[0];
+            shift[ch] = shift[0];
         } else {
-            (void)mq_channel_multiplier(w->in->scale, mq_weight_scale(w->filter, c0 + i), w->out->scale,
-                                        &multiplier[i], &shift[i]);
+            mq_status st = mq_channel_multiplier(w->in->scale, mq_weight_scale(w->filter, ch), w->out->scale,
+                                                 &multiplier[ch], &s);
+            if (st != MQ_OK) return st;
+            shift[ch] = (int8_t)s; /* |shift| <= 31 (mq_checked_multiplier) */
         }
+        for (k = 0; k < count; ++k) sum += (uint32_t)(int32_t)wc[k * elem_stride];
+        folded[ch] = mq_wrap_i32((w->bias != NULL ? (uint32_t)mq_load_i32(w->bias->data, (uint32_t)ch) : 0u) +
+                                 input_offset * sum);
     }
+    return MQ_OK;
 }
 
 mq_status mq_reduction_axes(const mq_tensor *in, const mq_tensor *axis, const mq_tensor *out,

@@ -93,12 +93,34 @@ typedef struct mq_weighted_operands {
 
 mq_status mq_weighted_operands_of(const mq_op_ctx *ctx, uint8_t filter_rank, mq_weighted_operands *w);
 
+
 /*
- * Multipliers of output channels c0 .. c0 + n - 1 into multiplier[0..n-1] / shift[0..n-1], after
- * check passed. Per-tensor weights: channel 0's, computed in the first block only (the arrays keep
- * it from one block to the next).
+ * What CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED compute once per output channel (their
+ * prepare()), laid out as int32 multiplier[n], int32 folded_bias[n], int8 shift[n]:
+ * folded_bias = bias + input_offset * (sum of the channel's weights), modulo 2^32, so a window whose
+ * taps all lie inside the input accumulates sum(w * x) on top of it, one addition per tap fewer
+ * than sum(w * (x + input_offset)) and equal modulo 2^32 (TFLM's int32 arithmetic wraps alike).
  */
-void mq_block_multipliers(const mq_weighted_operands *w, int32_t c0, int32_t n, int32_t *multiplier, int *shift);
+typedef struct mq_channel_params {
+    const int32_t *multiplier;
+    const int32_t *folded_bias;
+    const int8_t *shift;
+} mq_channel_params;
+
+/* prepare() for those operators: channel ch's weights are `count` values at filter + ch * ch_stride,
+ * elem_stride apart. Sets *bytes; fills out when it is not NULL. */
+mq_status mq_prepare_channel_params(const mq_weighted_operands *w, int32_t channels, uint32_t count,
+                                    uint32_t ch_stride, uint32_t elem_stride, uint8_t *out, uint32_t *bytes);
+
+/* The view of what mq_prepare_channel_params filled. */
+static inline mq_channel_params mq_channel_params_of(const uint8_t *prepared, int32_t channels)
+{
+    mq_channel_params p;
+    p.multiplier = (const int32_t *)(const void *)prepared;
+    p.folded_bias = p.multiplier + channels;
+    p.shift = (const int8_t *)(const void *)(p.folded_bias + channels);
+    return p;
+}
 
 /* Every one of `channels` output channels has a requantization multiplier TFLM can represent. */
 mq_status mq_check_channel_multipliers(const mq_weighted_operands *w, int32_t channels);
