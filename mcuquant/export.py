@@ -648,17 +648,21 @@ def _io_tensor(info: ModelInfo, t: int) -> dict:
     }
 
 
-def _builtin_sizes(data: bytes, core: str) -> tuple[int, int]:
-    """(arena bytes, runtime code bytes) of the builtin runtime on ``core``.
+def _builtin_sizes(data: bytes, core: str) -> tuple[int, int, bytes]:
+    """(arena bytes, runtime code bytes, prepared blob) of the builtin runtime on ``core``.
 
     The model goes through the real runtime compiled for the host (mq_init: every check the device
-    makes, so an unsupported op or option fails here, before anything is written), and the arena
-    figure is the runtime's own plan with the target's 32-bit metadata sizes
-    (mcuquant.builtin.cross.device_arena_bytes): exactly what mq_init asks for on the device.
+    makes, so an unsupported op or option fails here, before anything is written). What mq_init
+    computes once for the operators (multipliers, folded biases) is taken from it as the blob
+    mq_init_prepared reads from flash, so the device's arena holds no copy; the arena figure is
+    the runtime's own plan with the target's 32-bit metadata sizes
+    (mcuquant.builtin.cross.device_arena_bytes): exactly what mq_init_prepared asks for on the device.
     """
     from mcuquant.builtin import cross
+    from mcuquant.builtin.host import HostRuntime
 
-    return cross.device_arena_bytes(data, core), cross.code_size(core)
+    blob = HostRuntime(data).prepared_blob()
+    return cross.device_arena_bytes(data, core, prepared=blob), cross.code_size(core), blob
 
 
 def export_model(tflite: bytes, out_dir, *, name: str | None = None, backend: str = "builtin",
@@ -674,9 +678,9 @@ def export_model(tflite: bytes, out_dir, *, name: str | None = None, backend: st
     data = bytes(tflite)
     info = _load_checked(data, backend, name or "model")
     ident = c_identifier(name or "model")
-    tflm = None
+    tflm, prepared = None, None
     if backend == "builtin":
-        arena, code_bytes = _builtin_sizes(data, core)
+        arena, code_bytes, prepared = _builtin_sizes(data, core)
     else:
         tflm = tflm_arena(data, info)
         arena, code_bytes = tflm.bytes, None
@@ -690,6 +694,8 @@ def export_model(tflite: bytes, out_dir, *, name: str | None = None, backend: st
         "guard": ident.upper(),
         "model_bytes": len(data),
         "byte_rows": _byte_rows(data),
+        "prepared_bytes": None if prepared is None else len(prepared),
+        "prepared_rows": None if prepared is None else _byte_rows(prepared),
         "backend": backend,
         "ops": info.ops_used,
         "num_operators": len(info.operators),

@@ -8,6 +8,7 @@ with the TFLite schema's object API (tflite-micro's schema_fb), never by hand-wr
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import shutil
 import struct
 import subprocess
@@ -425,3 +426,38 @@ def test_cross_builds_use_the_flags_the_boards_firmware_is_built_with():
     assert {b.core for b in arm} == set(cross.CORES)
     for board in arm:
         assert cross.CORES[board.core] == tuple(board.cpu_flags()), board.name
+
+
+# ---------------------------------------------------------------------------------------------
+# Prepared data: computed once by mq_init, or made ahead and passed in (flash), bound by SHA-256.
+
+
+@pytest.mark.parametrize("lengths", [(0, 0), (3, 0), (55, 0), (56, 0), (63, 1), (64, 0), (30, 40), (1000, 333)])
+def test_the_runtimes_sha256_is_fips_180_4(lengths):
+    lib = host.load_library()
+    rng = np.random.default_rng(sum(lengths))
+    a, b = (rng.integers(0, 256, n, dtype=np.uint8).tobytes() for n in lengths)
+    digest = ctypes.create_string_buffer(32)
+    lib.mq_sha256_pair.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p]
+    lib.mq_sha256_pair(a, len(a), b, len(b), digest)
+    assert digest.raw == hashlib.sha256(a + b).digest()
+
+
+def test_prepared_data_made_ahead_replaces_arena_memory_and_is_bound_to_its_model(shared_models):
+    kws = (shared_models / "kws_ref_model.tflite").read_bytes()
+    rt = host.HostRuntime(kws)
+    blob = rt.prepared_blob()
+    header = host.PREPARED_HEADER_BYTES
+    assert blob[:4] == b"MQP1" and len(blob) == header + rt.prepared_bytes and rt.prepared_bytes > 0
+    assert blob[8:40] == hashlib.sha256(kws + blob[header:]).digest()
+    ahead = host.HostRuntime(kws, prepared=blob)
+    assert ahead.prepared_bytes == 0 and ahead.arena_required == rt.arena_required - rt.prepared_bytes
+    xs = np.random.default_rng(3).integers(-128, 128, (5, *rt.inputs[0].shape), dtype=np.int8)
+    assert all(ahead.invoke(x).tobytes() == rt.invoke(x).tobytes() for x in xs)
+
+    damaged = bytearray(blob)
+    damaged[header + 7] ^= 1
+    other = (shared_models / "pretrainedResnet_quant.tflite").read_bytes()
+    for wrong in (bytes(damaged), host.HostRuntime(other).prepared_blob(), blob[:-16]):
+        with pytest.raises(ModelError, match="MQ_ERR_PREPARED"):
+            host.HostRuntime(kws, prepared=wrong)

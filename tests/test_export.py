@@ -280,7 +280,10 @@ def test_builtin_export_has_the_runtime_arena_and_code_size(kws_bytes, tmp_path)
     assert result.arena_exact and result.core == "cortex-m4"
     runtime = HostRuntime(kws_bytes)
     sizes = cross_build("cortex-m4").struct_sizes
-    assert result.arena_bytes == runtime.arena_bytes_for(sizes)
+    # The operators' prepared data goes to flash (model_data.c), so the arena holds none of it.
+    in_flash = HostRuntime(kws_bytes, prepared=runtime.prepared_blob())
+    assert result.arena_bytes == in_flash.arena_bytes_for(sizes) == runtime.arena_bytes_for(sizes) - runtime.prepared_bytes
+    assert f"{result.identifier}_prepared[]" in (tmp_path / "model_data.c").read_text()
     metadata = result.arena_bytes - runtime.activation_bytes  # the planner's entries fit the activation area
     # The activations alone are what the export's planner estimates for tflm; metadata comes on top.
     info, _, _ = parse_model(kws_bytes)

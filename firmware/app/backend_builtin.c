@@ -3,7 +3,8 @@
  *
  * Arena size: MCUQUANT_BUILTIN_ARENA_BYTES when the build defines it (the exact figure the runtime
  * reports as arena_required for this model on this target: tensor metadata plus activations),
- * otherwise the export's MCUQUANT_ARENA_BYTES from model_config.h. When the arena is too small the
+ * otherwise the export's MCUQUANT_ARENA_BYTES from model_config.h. The operators' prepared data
+ * (multipliers, folded biases) comes from the export's flash array (MCUQUANT_MODEL_PREPARED). When the arena is too small the
  * firmware still runs and HELLO says how many bytes the model needs.
  */
 #include <stddef.h>
@@ -69,7 +70,12 @@ int mq_backend_init(void)
 {
     mq_status s;
     mq_backend_error_text[0] = '\0';
+#ifdef MCUQUANT_MODEL_PREPARED /* the operators' prepared data in flash, made by the export */
+    s = mq_init_prepared(&mq_backend_interpreter, MCUQUANT_MODEL_DATA, MCUQUANT_MODEL_DATA_LEN, MCUQUANT_MODEL_PREPARED,
+                         MCUQUANT_MODEL_PREPARED_LEN, mq_backend_arena, sizeof mq_backend_arena);
+#else
     s = mq_init(&mq_backend_interpreter, MCUQUANT_MODEL_DATA, MCUQUANT_MODEL_DATA_LEN, mq_backend_arena, sizeof mq_backend_arena);
+#endif
     if (s == MQ_OK) return 0;
     error_append(mq_status_name(s));
     if (s == MQ_ERR_ARENA_TOO_SMALL) {

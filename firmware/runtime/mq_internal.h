@@ -80,8 +80,8 @@ uint64_t mq_arena_bytes(const mq_interpreter *it, uint32_t sizeof_tensor, uint32
 
 /* mq_init with flags; MQ_INIT_PRESERVE_ALL gives every tensor its own slot (for tracing). */
 #define MQ_INIT_PRESERVE_ALL 1u
-mq_status mq_init_ex(mq_interpreter *it, const uint8_t *model, size_t model_len, uint8_t *arena,
-                     size_t arena_len, uint32_t flags);
+mq_status mq_init_ex(mq_interpreter *it, const uint8_t *model, size_t model_len, const uint8_t *prepared,
+                     size_t prepared_len, uint8_t *arena, size_t arena_len, uint32_t flags);
 
 /* Builtin code of operator `index` read from the model, -1 if it cannot be read. */
 int32_t mq_op_code_at(const mq_interpreter *it, int32_t index);

@@ -25,6 +25,10 @@
 #include <string.h>
 
 #include "mq_internal.h"
+#include "mq_sha256.h"
+
+/* The prepared-data blob's header: magic, data bytes, SHA-256(model || data), zeros. */
+static const uint8_t prepared_magic[4] = {'M', 'Q', 'P', '1'};
 
 /* a + b, saturating (layout sizes computed from hostile counts must not wrap). */
 static uint64_t add_sat(uint64_t a, uint64_t b)
@@ -95,11 +99,55 @@ static const char *op_failure_detail(mq_status s)
 
 mq_status mq_init(mq_interpreter *it, const uint8_t *model, size_t model_len, uint8_t *arena, size_t arena_len)
 {
-    return mq_init_ex(it, model, model_len, arena, arena_len, 0);
+    return mq_init_ex(it, model, model_len, NULL, 0, arena, arena_len, 0);
 }
 
-mq_status mq_init_ex(mq_interpreter *it, const uint8_t *model, size_t model_len, uint8_t *arena,
-                     size_t arena_len, uint32_t flags)
+mq_status mq_init_prepared(mq_interpreter *it, const uint8_t *model, size_t model_len, const uint8_t *prepared,
+                           size_t prepared_len, uint8_t *arena, size_t arena_len)
+{
+    if (prepared == NULL) {
+        if (it != NULL) memset(it, 0, sizeof *it);
+        return MQ_ERR_BAD_ARGUMENT;
+    }
+    return mq_init_ex(it, model, model_len, prepared, prepared_len, arena, arena_len, 0);
+}
+
+static uint32_t load_u32_le(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* The blob holds `data_bytes` of prepared data made for this model, undamaged. */
+static int prepared_blob_ok(const mq_interpreter *it, const uint8_t *blob, size_t len, uint64_t data_bytes)
+{
+    uint8_t digest[32];
+    if (len < MQ_PREPARED_HEADER_BYTES || (uint64_t)(len - MQ_PREPARED_HEADER_BYTES) != data_bytes) return 0;
+    if (memcmp(blob, prepared_magic, 4) != 0 || load_u32_le(blob + 4) != data_bytes) return 0;
+    mq_sha256_pair(it->model, it->model_len, blob + MQ_PREPARED_HEADER_BYTES, (size_t)data_bytes, digest);
+    return memcmp(digest, blob + 8, 32) == 0;
+}
+
+size_t mq_prepared_export(const mq_interpreter *it, uint8_t *out, size_t cap)
+{
+    const uint8_t *data;
+    size_t n;
+    if (it == NULL || !it->ready || it->prepared_external) return 0;
+    n = MQ_PREPARED_HEADER_BYTES + it->prepared_bytes;
+    if (out == NULL || cap < n) return n;
+    data = it->arena + (it->arena_required - it->prepared_bytes);
+    memset(out, 0, MQ_PREPARED_HEADER_BYTES);
+    memcpy(out, prepared_magic, 4);
+    out[4] = (uint8_t)it->prepared_bytes;
+    out[5] = (uint8_t)(it->prepared_bytes >> 8);
+    out[6] = (uint8_t)(it->prepared_bytes >> 16);
+    out[7] = (uint8_t)(it->prepared_bytes >> 24);
+    memcpy(out + MQ_PREPARED_HEADER_BYTES, data, it->prepared_bytes);
+    mq_sha256_pair(it->model, it->model_len, data, it->prepared_bytes, out + 8);
+    return n;
+}
+
+mq_status mq_init_ex(mq_interpreter *it, const uint8_t *model, size_t model_len, const uint8_t *prepared_blob,
+                     size_t prepared_len, uint8_t *arena, size_t arena_len, uint32_t flags)
 {
     mq_model m;
     mq_layout layout;
@@ -170,6 +218,13 @@ mq_status mq_init_ex(mq_interpreter *it, const uint8_t *model, size_t model_len,
     }
     prepared = (prepared + (MQ_ARENA_ALIGN - 1u)) & ~(uint64_t)(MQ_ARENA_ALIGN - 1u);
     if ((uint64_t)(size_t)prepared != prepared) return fail(it, MQ_ERR_LIMIT, "prepared data larger than the address space");
+    if (prepared_blob != NULL) { /* computed ahead (flash): nothing of it in the arena */
+        if ((uintptr_t)prepared_blob % 4u != 0) return fail(it, MQ_ERR_BAD_ARGUMENT, "prepared data not 4-byte aligned");
+        if (!prepared_blob_ok(it, prepared_blob, prepared_len, prepared))
+            return fail(it, MQ_ERR_PREPARED, "prepared data not made for this model, or damaged");
+        it->prepared_external = 1;
+        prepared = 0;
+    }
     it->prepared_bytes = (size_t)prepared;
 
     s = mq_plan_place(it, plan);
@@ -192,17 +247,21 @@ mq_status mq_init_ex(mq_interpreter *it, const uint8_t *model, size_t model_len,
             memset(tensor->data, tensor->type == MQ_INT8 ? tensor->zero_point : 0, tensor->bytes);
     }
 
-    /* What each operator computes once, after the work area (dead plan entries are not in the way). */
-    uint8_t *next = arena + (required - prepared);
+    /* What each operator computes once: after the work area (dead plan entries are not in the way),
+     * or already in the blob, in the same layout. */
+    uint8_t *next = it->prepared_external ? (uint8_t *)(uintptr_t)(prepared_blob + MQ_PREPARED_HEADER_BYTES)
+                                          : arena + (required - prepared);
     for (uint32_t i = 0; i < it->nops; ++i) {
         mq_op *op = &it->ops[i];
         uint32_t bytes = 0;
         if (op->kernel->prepare == NULL) continue;
         (void)op->kernel->prepare(&op->ctx, NULL, &bytes);
-        s = op->kernel->prepare(&op->ctx, next, &bytes);
-        if (s != MQ_OK) {
-            it->error_op = (int32_t)i;
-            return fail(it, s, op_failure_detail(s));
+        if (!it->prepared_external) {
+            s = op->kernel->prepare(&op->ctx, next, &bytes);
+            if (s != MQ_OK) {
+                it->error_op = (int32_t)i;
+                return fail(it, s, op_failure_detail(s));
+            }
         }
         op->ctx.prepared = next;
         next += (bytes + 3u) & ~3u;
@@ -304,6 +363,7 @@ const char *mq_status_name(mq_status s)
     case MQ_ERR_LIMIT: return "MQ_ERR_LIMIT";
     case MQ_ERR_ARENA_TOO_SMALL: return "MQ_ERR_ARENA_TOO_SMALL";
     case MQ_ERR_NOT_READY: return "MQ_ERR_NOT_READY";
+    case MQ_ERR_PREPARED: return "MQ_ERR_PREPARED";
     }
     return "MQ_ERR_UNKNOWN";
 }

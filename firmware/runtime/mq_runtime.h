@@ -41,7 +41,8 @@ typedef enum mq_status {
     MQ_ERR_QUANTIZATION = 9,       /* missing or invalid scale / zero point */
     MQ_ERR_LIMIT = 10,             /* size overflows: huge shapes, too many tensors for 32 bits */
     MQ_ERR_ARENA_TOO_SMALL = 11,   /* see mq_interpreter.arena_required */
-    MQ_ERR_NOT_READY = 12          /* mq_invoke before a successful mq_init */
+    MQ_ERR_NOT_READY = 12,         /* mq_invoke before a successful mq_init */
+    MQ_ERR_PREPARED = 13           /* mq_init_prepared: data not made for this model, or damaged */
 } mq_status;
 
 /* TensorFlow Lite TensorType values for the types the runtime knows. */
@@ -80,6 +81,7 @@ typedef struct mq_interpreter {
     size_t arena_required;   /* bytes needed (metadata + activations), set by mq_init */
     size_t activation_bytes; /* the part of arena_required that holds activation tensors */
     size_t prepared_bytes;   /* the part that holds what operators compute once at mq_init (multipliers, ...) */
+    uint32_t prepared_external; /* 1: that data comes from mq_init_prepared's blob, not the arena */
     mq_tensor *tensors;      /* in the arena */
     uint32_t ntensors;
     struct mq_op *ops;       /* in the arena */
@@ -102,6 +104,24 @@ typedef struct mq_interpreter {
  */
 mq_status mq_init(mq_interpreter *it, const uint8_t *model, size_t model_len,
                   uint8_t *arena, size_t arena_len);
+/*
+ * mq_init with the operators' prepared data (multipliers, folded biases: what mq_init otherwise
+ * computes into the arena) taken from `prepared` instead, e.g. a const array in flash made by the
+ * export with mq_prepared_export: the arena then holds only metadata and activations. The data
+ * starts with a MQ_PREPARED_HEADER_BYTES header holding SHA-256(model || data); a blob made for
+ * another model, or damaged, is refused with MQ_ERR_PREPARED. `prepared` must be 4-byte aligned
+ * and stay valid as long as the interpreter is used.
+ */
+#define MQ_PREPARED_HEADER_BYTES 48u
+mq_status mq_init_prepared(mq_interpreter *it, const uint8_t *model, size_t model_len, const uint8_t *prepared,
+                           size_t prepared_len, uint8_t *arena, size_t arena_len);
+
+/*
+ * After a successful mq_init: the blob mq_init_prepared takes for this model (header, then the
+ * prepared data). Returns its size; writes it to out when cap is at least that.
+ */
+size_t mq_prepared_export(const mq_interpreter *it, uint8_t *out, size_t cap);
+
 mq_status mq_invoke(mq_interpreter *it);
 /* After mq_init: call fn(ctx) after every operator of each mq_invoke (e.g. a link keep-alive). */
 void mq_set_progress(mq_interpreter *it, void (*fn)(void *ctx), void *ctx);

@@ -208,9 +208,10 @@ def code_size(core: str = "cortex-m4") -> int:
     return cross_build(core).code_bytes
 
 
-def device_arena_bytes(model: bytes, core: str = "cortex-m4") -> int:
+def device_arena_bytes(model: bytes, core: str = "cortex-m4", *, prepared: bytes | None = None) -> int:
     """Exact arena bytes `model` needs on `core`: the 32-bit metadata plus the work area (the larger of
-    the activations and the planner's entries)."""
+    the activations and the planner's entries), plus the operators' prepared data unless it comes
+    from ``prepared`` (the blob the export puts in flash, HostRuntime.prepared_blob)."""
     from mcuquant.builtin.host import HostRuntime
 
-    return HostRuntime(model).arena_bytes_for(cross_build(core).struct_sizes)
+    return HostRuntime(model, prepared=prepared).arena_bytes_for(cross_build(core).struct_sizes)

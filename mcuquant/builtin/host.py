@@ -41,9 +41,10 @@ DRIVER_NAME = "mq_run"
 STATUS_NAMES = (
     "MQ_OK", "MQ_ERR_BAD_ARGUMENT", "MQ_ERR_TRUNCATED", "MQ_ERR_MALFORMED", "MQ_ERR_UNSUPPORTED_VERSION",
     "MQ_ERR_UNSUPPORTED_OP", "MQ_ERR_UNSUPPORTED_OPTION", "MQ_ERR_UNSUPPORTED_TYPE", "MQ_ERR_SHAPE",
-    "MQ_ERR_QUANTIZATION", "MQ_ERR_LIMIT", "MQ_ERR_ARENA_TOO_SMALL", "MQ_ERR_NOT_READY",
+    "MQ_ERR_QUANTIZATION", "MQ_ERR_LIMIT", "MQ_ERR_ARENA_TOO_SMALL", "MQ_ERR_NOT_READY", "MQ_ERR_PREPARED",
 )  # fmt: skip
 MQ_OK, MQ_ERR_ARENA_TOO_SMALL = 0, 11
+PREPARED_HEADER_BYTES = 48  # MQ_PREPARED_HEADER_BYTES (mq_runtime.h)
 _UNSUPPORTED = {"MQ_ERR_UNSUPPORTED_OP", "MQ_ERR_UNSUPPORTED_OPTION", "MQ_ERR_UNSUPPORTED_TYPE",
                 "MQ_ERR_UNSUPPORTED_VERSION"}
 #: TFLite TensorType -> numpy dtype, for the types a tensor's bytes can be read as.
@@ -186,6 +187,7 @@ class MqInterpreter(ctypes.Structure):
         ("arena_required", ctypes.c_size_t),
         ("activation_bytes", ctypes.c_size_t),
         ("prepared_bytes", ctypes.c_size_t),
+        ("prepared_external", ctypes.c_uint32),
         ("tensors", ctypes.POINTER(MqTensor)),
         ("ntensors", ctypes.c_uint32),
         ("ops", ctypes.c_void_p),
@@ -212,7 +214,7 @@ def load_library() -> ctypes.CDLL:
         lib = ctypes.CDLL(str(build_host().library))
         p_it = ctypes.POINTER(MqInterpreter)
         lib.mq_init_ex.argtypes = [p_it, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t,
-                                   ctypes.c_uint32]
+                                   ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint32]
         lib.mq_init_ex.restype = ctypes.c_int
         lib.mq_invoke.argtypes = [p_it]
         lib.mq_invoke.restype = ctypes.c_int
@@ -222,6 +224,8 @@ def load_library() -> ctypes.CDLL:
         lib.mq_op_code_at.restype = ctypes.c_int32
         lib.mq_arena_bytes.argtypes = [p_it, ctypes.c_uint32, ctypes.c_uint32, ctypes.c_uint32, ctypes.c_uint32]
         lib.mq_arena_bytes.restype = ctypes.c_uint64
+        lib.mq_prepared_export.argtypes = [p_it, ctypes.c_void_p, ctypes.c_size_t]
+        lib.mq_prepared_export.restype = ctypes.c_size_t
         lib.mq_interpreter_size.restype = ctypes.c_size_t
         if lib.mq_interpreter_size() != ctypes.sizeof(MqInterpreter):
             # The C runtime would write past the Python-owned struct: heap corruption, crashes far away.
@@ -252,15 +256,22 @@ class HostRuntime:
 
     The model is copied into a 16-byte aligned buffer and the arena is sized exactly from
     ``mq_init``'s ``arena_required``. ``preserve_all=True`` gives every tensor its own arena
-    slot, so :meth:`tensor` can read any intermediate tensor after :meth:`invoke`.
+    slot, so :meth:`tensor` can read any intermediate tensor after :meth:`invoke`. ``prepared``:
+    the operators' prepared data made ahead (:meth:`prepared_blob`, as the export puts it in flash),
+    used through ``mq_init_prepared`` instead of arena memory.
     """
 
-    def __init__(self, model: bytes, *, preserve_all: bool = False):
+    def __init__(self, model: bytes, *, preserve_all: bool = False, prepared: bytes | None = None):
         self._lib = load_library()
         data = bytes(model)
         self._model = _aligned(max(len(data), 1))
         self._model[: len(data)] = np.frombuffer(data, dtype=np.uint8)
         self._model_len = len(data)
+        self._prepared = None
+        if prepared is not None:
+            self._prepared = _aligned(max(len(prepared), 1))
+            self._prepared[: len(prepared)] = np.frombuffer(bytes(prepared), dtype=np.uint8)
+            self._prepared_len = len(prepared)
         self._flags = MQ_INIT_PRESERVE_ALL if preserve_all else 0
         self._it = MqInterpreter()
         # With no arena mq_init reports an upper bound (or the exact figure once the metadata
@@ -280,8 +291,20 @@ class HostRuntime:
 
     def _init(self, it: MqInterpreter, arena: np.ndarray) -> int:
         ptr = arena.ctypes.data if len(arena) else None
-        return self._lib.mq_init_ex(ctypes.byref(it), self._model.ctypes.data, self._model_len, ptr, len(arena),
-                                    self._flags)
+        prepared, prepared_len = (None, 0) if self._prepared is None else (self._prepared.ctypes.data,
+                                                                           self._prepared_len)
+        return self._lib.mq_init_ex(ctypes.byref(it), self._model.ctypes.data, self._model_len, prepared,
+                                    prepared_len, ptr, len(arena), self._flags)
+
+    def prepared_blob(self) -> bytes:
+        """What mq_init computed once for the operators, as the blob mq_init_prepared takes (header
+        with SHA-256(model || data), then the data): the export's flash array."""
+        n = self._lib.mq_prepared_export(ctypes.byref(self._it), None, 0)
+        if n == 0:
+            raise McuquantError("builtin runtime: no prepared data to export (the runtime was given a blob)")
+        out = ctypes.create_string_buffer(n)
+        self._lib.mq_prepared_export(ctypes.byref(self._it), out, n)
+        return out.raw
 
     def _error(self, status: int, it: MqInterpreter) -> McuquantError:
         name = STATUS_NAMES[status] if 0 <= status < len(STATUS_NAMES) else f"status {status}"
