@@ -9,6 +9,7 @@
  * once, by prepare() at mq_init (mq_channel_params).
  */
 #include "../mq_fixedpoint.h"
+#include "mq_dot.h"
 #include "mq_op_util.h"
 
 typedef struct conv_params {
@@ -59,6 +60,27 @@ mq_status mq_prepare_conv_2d(const mq_op_ctx *ctx, uint8_t *out, uint32_t *bytes
     return mq_prepare_channel_params(&w, filter->dims[0], per_filter, per_filter, 1u, out, bytes);
 }
 
+/* The requantized, clamped output of one accumulator. */
+static int8_t requantize(uint32_t acc, const mq_channel_params *cp, int32_t oc, int32_t out_zp, const conv_params *p)
+{
+    const int32_t v = mq_multiply_by_quantized_multiplier(mq_wrap_i32(acc), cp->multiplier[oc], cp->shift[oc]);
+    return (int8_t)mq_clamp(mq_add_wrap(v, out_zp), p->act_min, p->act_max);
+}
+
+/* Where a window's taps lie: `nseg` runs of `seg` contiguous int8, the k-th at x + seg_offset(k). Rows
+ * of the window are contiguous when the taps of a row are (dilation 1, every input channel used). */
+typedef struct conv_window {
+    uint32_t nseg, seg, row_stride, tap_stride;
+    int32_t k_w;
+    int whole_rows;
+} conv_window;
+
+static uint32_t seg_offset(const conv_window *win, uint32_t k)
+{
+    if (win->whole_rows) return k * win->row_stride;
+    return (k / (uint32_t)win->k_w) * win->row_stride + (k % (uint32_t)win->k_w) * win->tap_stride;
+}
+
 mq_status mq_eval_conv_2d(const mq_op_ctx *ctx)
 {
     const mq_op_options *o = ctx->options;
@@ -69,41 +91,70 @@ mq_status mq_eval_conv_2d(const mq_op_ctx *ctx)
     const int8_t *w = (const int8_t *)filter->data;
     int8_t *y = (int8_t *)out->data;
     const int32_t in_offset = -in->zero_point;
-    const int32_t in_h = in->dims[1], in_w = in->dims[2];
+    const int32_t in_h = in->dims[1], in_w = in->dims[2], in_c = in->dims[3];
     const int32_t k_h = filter->dims[1], k_w = filter->dims[2], k_c = filter->dims[3];
-    const int32_t out_c = out->dims[3];
-    const int32_t per_group = out_c / (in->dims[3] / k_c);
+    const int32_t out_w = out->dims[2], out_c = out->dims[3];
+    const int32_t per_group = out_c / (in_c / k_c);
+    const int grouped = k_c != in_c;
     const uint32_t per_filter = (uint32_t)k_h * (uint32_t)k_w * (uint32_t)k_c;
     const mq_channel_params cp = mq_channel_params_of(ctx->prepared, out_c);
+    conv_window win;
     conv_params p;
     int32_t b, oy, ox, oc;
     mq_status s = conv_prepare(ctx, &p, 0);
     if (s != MQ_OK) return s;
 
+    win.whole_rows = o->dilation_w == 1 && !grouped;
+    win.k_w = k_w;
+    win.row_stride = (uint32_t)o->dilation_h * (uint32_t)in_w * (uint32_t)in_c;
+    win.tap_stride = (uint32_t)o->dilation_w * (uint32_t)in_c;
+    win.nseg = win.whole_rows ? (uint32_t)k_h : (uint32_t)k_h * (uint32_t)k_w;
+    win.seg = win.whole_rows ? (uint32_t)k_w * (uint32_t)k_c : (uint32_t)k_c;
+
     for (b = 0; b < in->dims[0]; ++b) {
         for (oy = 0; oy < out->dims[1]; ++oy) {
             const int32_t y0 = oy * o->stride_h - p.pad_h;
             const int rows_inside = y0 >= 0 && y0 + o->dilation_h * (k_h - 1) < in_h;
-            for (ox = 0; ox < out->dims[2]; ++ox) {
+            for (ox = 0; ox < out_w;) {
                 const int32_t x0 = ox * o->stride_w - p.pad_w;
                 /* Every tap inside the input: the zero point is folded into the bias (prepare). */
                 const int inside = rows_inside && x0 >= 0 && x0 + o->dilation_w * (k_w - 1) < in_w;
+                const int pair = inside && !grouped && ox + 1 < out_w &&
+                                 x0 + o->stride_w + o->dilation_w * (k_w - 1) < in_w;
                 int8_t *yp = y + mq_offset4(out->dims, b, oy, ox, 0);
+                if (pair) { /* two pixels by two channels: every loaded word used twice */
+                    const int8_t *xa = x + mq_offset4(in->dims, b, y0, x0, 0);
+                    const int8_t *xb = xa + (uint32_t)o->stride_w * (uint32_t)in_c;
+                    for (oc = 0; oc < out_c; oc += 2) {
+                        const int two = oc + 1 < out_c;
+                        const int8_t *wa = w + (uint32_t)oc * per_filter, *wb = two ? wa + per_filter : wa;
+                        uint32_t acc[4], k;
+                        acc[0] = acc[1] = (uint32_t)cp.folded_bias[oc];
+                        acc[2] = acc[3] = two ? (uint32_t)cp.folded_bias[oc + 1] : 0u;
+                        for (k = 0; k < win.nseg; ++k) {
+                            const uint32_t off = seg_offset(&win, k);
+                            mq_dot_2x2(wa + k * win.seg, wb + k * win.seg, xa + off, xb + off, win.seg, acc);
+                        }
+                        yp[oc] = requantize(acc[0], &cp, oc, out->zero_point, &p);
+                        yp[out_c + oc] = requantize(acc[1], &cp, oc, out->zero_point, &p);
+                        if (two) {
+                            yp[oc + 1] = requantize(acc[2], &cp, oc + 1, out->zero_point, &p);
+                            yp[out_c + oc + 1] = requantize(acc[3], &cp, oc + 1, out->zero_point, &p);
+                        }
+                    }
+                    ox += 2;
+                    continue;
+                }
                 for (oc = 0; oc < out_c; ++oc) {
                     const int32_t ic0 = (oc / per_group) * k_c;
                     const int8_t *wp = w + (uint32_t)oc * per_filter;
                     uint32_t acc; /* int32 arithmetic modulo 2^32, as TFLM's */
-                    int32_t ky, kx, ic, v;
+                    int32_t ky, kx, ic;
                     if (inside) {
+                        const int8_t *xp = x + mq_offset4(in->dims, b, y0, x0, ic0);
+                        uint32_t k;
                         acc = (uint32_t)cp.folded_bias[oc];
-                        for (ky = 0; ky < k_h; ++ky) {
-                            const int8_t *xrow = x + mq_offset4(in->dims, b, y0 + o->dilation_h * ky, x0, ic0);
-                            for (kx = 0; kx < k_w; ++kx) {
-                                const int8_t *xp = xrow + (uint32_t)(o->dilation_w * kx) * (uint32_t)in->dims[3];
-                                for (ic = 0; ic < k_c; ++ic) acc += (uint32_t)((int32_t)wp[ic] * (int32_t)xp[ic]);
-                                wp += k_c;
-                            }
-                        }
+                        for (k = 0; k < win.nseg; ++k) mq_dot_1x1(wp + k * win.seg, xp + seg_offset(&win, k), win.seg, &acc);
                     } else {
                         acc = bias != NULL ? (uint32_t)mq_load_i32(bias->data, (uint32_t)oc) : 0u;
                         for (ky = 0; ky < k_h; ++ky) {
@@ -118,9 +169,9 @@ mq_status mq_eval_conv_2d(const mq_op_ctx *ctx)
                             }
                         }
                     }
-                    v = mq_multiply_by_quantized_multiplier(mq_wrap_i32(acc), cp.multiplier[oc], cp.shift[oc]);
-                    yp[oc] = (int8_t)mq_clamp(mq_add_wrap(v, out->zero_point), p.act_min, p.act_max);
+                    yp[oc] = requantize(acc, &cp, oc, out->zero_point, &p);
                 }
+                ox += 1;
             }
         }
     }

@@ -14,6 +14,7 @@
 #include <math.h>
 
 #include "../mq_fixedpoint.h"
+#include "mq_dot.h"
 #include "mq_op_util.h"
 
 
@@ -85,22 +86,42 @@ mq_status mq_eval_fully_connected(const mq_op_ctx *ctx)
     const int8_t *w = (const int8_t *)filter->data;
     int8_t *y = (int8_t *)out->data;
     fc_params p;
-    int32_t b, oc, d;
+    int32_t b, oc;
     mq_status s = fc_prepare(ctx, &p, 0);
     const mq_channel_params cp = mq_channel_params_of(ctx->prepared, p.units);
     if (s != MQ_OK) return s;
 
-    for (b = 0; b < p.batches; ++b) {
+    /* Pairs of units (and of batch rows) through mq_dot: every loaded word used twice. */
+    for (b = 0; b < p.batches; b += 2) {
+        const int two_rows = b + 1 < p.batches;
         const int8_t *row = x + (uint32_t)b * (uint32_t)p.depth;
-        for (oc = 0; oc < p.units; ++oc) {
-            const int8_t *wrow = w + (uint32_t)oc * (uint32_t)p.depth;
+        int8_t *yrow = y + (uint32_t)b * (uint32_t)p.units;
+        for (oc = 0; oc < p.units; oc += 2) {
+            const int two = oc + 1 < p.units;
+            const int8_t *wa = w + (uint32_t)oc * (uint32_t)p.depth, *wb = two ? wa + p.depth : wa;
             /* int32 arithmetic modulo 2^32, as TFLM's; the zero point is folded into the bias (prepare) */
-            uint32_t acc = (uint32_t)cp.folded_bias[oc];
-            int32_t v;
-            for (d = 0; d < p.depth; ++d) acc += (uint32_t)((int32_t)wrow[d] * (int32_t)row[d]);
-            v = mq_multiply_by_quantized_multiplier(mq_wrap_i32(acc), cp.multiplier[oc], cp.shift[oc]);
-            y[(uint32_t)b * (uint32_t)p.units + (uint32_t)oc] = (int8_t)mq_clamp(mq_add_wrap(v, out->zero_point),
-                                                                                 p.act_min, p.act_max);
+            uint32_t acc[4];
+            int32_t i;
+            acc[0] = acc[1] = (uint32_t)cp.folded_bias[oc];
+            acc[2] = acc[3] = two ? (uint32_t)cp.folded_bias[oc + 1] : 0u;
+            if (two_rows) {
+                mq_dot_2x2(wa, wb, row, row + p.depth, (uint32_t)p.depth, acc);
+            } else {
+                uint32_t one[2];
+                one[0] = acc[0];
+                one[1] = acc[2];
+                mq_dot_2x1(wa, wb, row, (uint32_t)p.depth, one);
+                acc[0] = one[0];
+                acc[2] = one[1];
+            }
+            for (i = 0; i < 4; ++i) {
+                const int32_t unit = oc + i / 2, r = i % 2;
+                int32_t v;
+                if (unit >= p.units || (r == 1 && !two_rows)) continue;
+                v = mq_multiply_by_quantized_multiplier(mq_wrap_i32(acc[i]), cp.multiplier[unit], cp.shift[unit]);
+                yrow[(uint32_t)r * (uint32_t)p.units + (uint32_t)unit] =
+                    (int8_t)mq_clamp(mq_add_wrap(v, out->zero_point), p.act_min, p.act_max);
+            }
         }
     }
     return MQ_OK;

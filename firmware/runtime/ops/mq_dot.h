@@ -1,0 +1,31 @@
+/*
+ * Dot products of int8 rows, the inner loops of CONV_2D, FULLY_CONNECTED and DEPTHWISE_CONV_2D.
+ * Accumulators are int32 wrapping modulo 2^32 (kept as uint32 in C), exactly as TFLM's reference
+ * kernels accumulate, whatever the order of the additions.
+ *
+ * With the Arm DSP extension (__ARM_FEATURE_DSP: Cortex-M4, M7, M33, M55) mq_dot.c uses the ACLE
+ * intrinsics of arm_acle.h: a word of four int8 is split by SXTB16 into its even and its odd bytes
+ * as two pairs of int16, and SMLAD multiplies two pairs and adds both products to an accumulator,
+ * so a weight word and an activation word split alike give w0*x0 + w2*x2 + w1*x1 + w3*x3 in two
+ * instructions; blocks of two rows by two rows reuse every split word twice. Elsewhere (Cortex-M0+,
+ * M3, the host) the same blocks in plain C. SMLAD's addition wraps modulo 2^32 as well (it only
+ * sets the Q flag), so both paths give the same bits.
+ */
+#ifndef MQ_DOT_H
+#define MQ_DOT_H
+
+#include <stdint.h>
+
+/* acc[2*i + j] += sum_k w_i[k] * x_j[k] for k < n: two weight rows by two activation rows. */
+void mq_dot_2x2(const int8_t *w0, const int8_t *w1, const int8_t *x0, const int8_t *x1, uint32_t n, uint32_t acc[4]);
+
+/* acc[i] += sum_k w_i[k] * x[k]: two weight rows by one activation row. */
+void mq_dot_2x1(const int8_t *w0, const int8_t *w1, const int8_t *x, uint32_t n, uint32_t acc[2]);
+
+/* *acc += sum_k w[k] * x[k]. */
+void mq_dot_1x1(const int8_t *w, const int8_t *x, uint32_t n, uint32_t *acc);
+
+/* Depthwise, four channels side by side: acc[c] += w[c] * x[c] for c < 4 (one tap). */
+void mq_mac_4ch(const int8_t *w, const int8_t *x, uint32_t acc[4]);
+
+#endif /* MQ_DOT_H */
