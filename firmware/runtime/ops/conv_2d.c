@@ -145,6 +145,55 @@ mq_status mq_eval_conv_2d(const mq_op_ctx *ctx)
                     ox += 2;
                     continue;
                 }
+                if (!grouped) { /* one pixel by two channels; a border window as its rows' valid runs */
+                    const int32_t ky0 = y0 < 0 ? (-y0 + o->dilation_h - 1) / o->dilation_h : 0;
+                    const int32_t kx0 = x0 < 0 ? (-x0 + o->dilation_w - 1) / o->dilation_w : 0;
+                    int32_t ky1 = k_h, kx1 = k_w;
+                    while (ky1 > ky0 && y0 + o->dilation_h * (ky1 - 1) >= in_h) --ky1;
+                    while (kx1 > kx0 && x0 + o->dilation_w * (kx1 - 1) >= in_w) --kx1;
+                    for (oc = 0; oc < out_c; oc += 2) {
+                        const int two = oc + 1 < out_c;
+                        const int8_t *wa = w + (uint32_t)oc * per_filter, *wb = two ? wa + per_filter : wa;
+                        uint32_t acc[2];
+                        int32_t ky, kx;
+                        if (inside) {
+                            const int8_t *xp = x + mq_offset4(in->dims, b, y0, x0, 0);
+                            uint32_t k;
+                            acc[0] = (uint32_t)cp.folded_bias[oc];
+                            acc[1] = two ? (uint32_t)cp.folded_bias[oc + 1] : 0u;
+                            for (k = 0; k < win.nseg; ++k)
+                                mq_dot_2x1(wa + k * win.seg, wb + k * win.seg, xp + seg_offset(&win, k), win.seg, acc);
+                        } else { /* taps outside the input are skipped: sum(w * (x + offset)) over the rest */
+                            uint32_t sums[2] = {0u, 0u};
+                            acc[0] = bias != NULL ? (uint32_t)mq_load_i32(bias->data, (uint32_t)oc) : 0u;
+                            acc[1] = bias != NULL && two ? (uint32_t)mq_load_i32(bias->data, (uint32_t)oc + 1u) : 0u;
+                            for (ky = ky0; ky < ky1; ++ky) {
+                                const int32_t iy = y0 + o->dilation_h * ky;
+                                if (win.whole_rows) { /* kx0..kx1 of this row: one contiguous run */
+                                    const uint32_t wo = ((uint32_t)ky * (uint32_t)k_w + (uint32_t)kx0) * (uint32_t)k_c;
+                                    const uint32_t n = (uint32_t)(kx1 - kx0) * (uint32_t)k_c;
+                                    const int8_t *xp = x + mq_offset4(in->dims, b, iy, x0 + kx0, 0);
+                                    if (kx1 <= kx0) continue;
+                                    mq_dot_2x1(wa + wo, wb + wo, xp, n, acc);
+                                    mq_sum_2(wa + wo, wb + wo, n, sums);
+                                    continue;
+                                }
+                                for (kx = kx0; kx < kx1; ++kx) {
+                                    const uint32_t wo = ((uint32_t)ky * (uint32_t)k_w + (uint32_t)kx) * (uint32_t)k_c;
+                                    const int8_t *xp = x + mq_offset4(in->dims, b, iy, x0 + o->dilation_w * kx, 0);
+                                    mq_dot_2x1(wa + wo, wb + wo, xp, (uint32_t)k_c, acc);
+                                    mq_sum_2(wa + wo, wb + wo, (uint32_t)k_c, sums);
+                                }
+                            }
+                            acc[0] += (uint32_t)in_offset * sums[0];
+                            acc[1] += (uint32_t)in_offset * sums[1];
+                        }
+                        yp[oc] = requantize(acc[0], &cp, oc, out->zero_point, &p);
+                        if (two) yp[oc + 1] = requantize(acc[1], &cp, oc + 1, out->zero_point, &p);
+                    }
+                    ox += 1;
+                    continue;
+                }
                 for (oc = 0; oc < out_c; ++oc) {
                     const int32_t ic0 = (oc / per_group) * k_c;
                     const int8_t *wp = w + (uint32_t)oc * per_filter;

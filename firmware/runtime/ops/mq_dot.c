@@ -74,6 +74,24 @@ void mq_dot_1x1(const int8_t *w, const int8_t *x, uint32_t n, uint32_t *acc)
     *acc = tail(w, x, k, n, (uint32_t)a);
 }
 
+void mq_sum_2(const int8_t *w0, const int8_t *w1, uint32_t n, uint32_t sums[2])
+{
+    const int16x2_t ones = 0x00010001; /* SMLAD with (1, 1): the sum of both int16 halves */
+    int32_t s0 = mq_wrap_i32(sums[0]), s1 = mq_wrap_i32(sums[1]);
+    uint32_t k = 0;
+    for (; k + 4u <= n; k += 4u) {
+        const uint32_t a = load4(w0 + k), b = load4(w1 + k);
+        s0 = __smlad(odd16(a), ones, __smlad(even16(a), ones, s0));
+        s1 = __smlad(odd16(b), ones, __smlad(even16(b), ones, s1));
+    }
+    sums[0] = (uint32_t)s0;
+    sums[1] = (uint32_t)s1;
+    for (; k < n; ++k) {
+        sums[0] += (uint32_t)(int32_t)w0[k];
+        sums[1] += (uint32_t)(int32_t)w1[k];
+    }
+}
+
 void mq_mac_4ch(const int8_t *w, const int8_t *x, uint32_t acc[4])
 {
     const uint32_t wv = load4(w), xv = load4(x);
@@ -120,6 +138,17 @@ void mq_dot_1x1(const int8_t *w, const int8_t *x, uint32_t n, uint32_t *acc)
     uint32_t a = *acc, k;
     for (k = 0; k < n; ++k) a += (uint32_t)((int32_t)w[k] * (int32_t)x[k]);
     *acc = a;
+}
+
+void mq_sum_2(const int8_t *w0, const int8_t *w1, uint32_t n, uint32_t sums[2])
+{
+    uint32_t s0 = sums[0], s1 = sums[1], k;
+    for (k = 0; k < n; ++k) {
+        s0 += (uint32_t)(int32_t)w0[k];
+        s1 += (uint32_t)(int32_t)w1[k];
+    }
+    sums[0] = s0;
+    sums[1] = s1;
 }
 
 void mq_mac_4ch(const int8_t *w, const int8_t *x, uint32_t acc[4])

@@ -25,6 +25,9 @@ void mq_dot_2x1(const int8_t *w0, const int8_t *w1, const int8_t *x, uint32_t n,
 /* *acc += sum_k w[k] * x[k]. */
 void mq_dot_1x1(const int8_t *w, const int8_t *x, uint32_t n, uint32_t *acc);
 
+/* sums[i] += sum_k w_i[k]: the weights of two rows (for windows that leave the input). */
+void mq_sum_2(const int8_t *w0, const int8_t *w1, uint32_t n, uint32_t sums[2]);
+
 /* Depthwise, four channels side by side: acc[c] += w[c] * x[c] for c < 4 (one tap). */
 void mq_mac_4ch(const int8_t *w, const int8_t *x, uint32_t acc[4]);
 
