@@ -93,18 +93,31 @@ mq_status mq_eval_depthwise_conv_2d(const mq_op_ctx *ctx)
                 const int inside = rows_inside && x0 >= 0 && x0 + o->dilation_w * (k_w - 1) < in_w;
                 int8_t *yp = y + mq_offset4(out->dims, b, oy, ox, 0);
                 oc = 0;
-                if (inside && dm == 1) { /* four channels side by side per tap (mq_mac_4ch) */
+                if (dm == 1) { /* four channels side by side per tap (mq_mac_4ch), over the valid taps */
+                    const int32_t ky0 = y0 < 0 ? (-y0 + o->dilation_h - 1) / o->dilation_h : 0;
+                    const int32_t kx0 = x0 < 0 ? (-x0 + o->dilation_w - 1) / o->dilation_w : 0;
+                    int32_t ky1 = k_h, kx1 = k_w;
+                    while (ky1 > ky0 && y0 + o->dilation_h * (ky1 - 1) >= in_h) --ky1;
+                    while (kx1 > kx0 && x0 + o->dilation_w * (kx1 - 1) >= in_w) --kx1;
                     for (; oc + 4 <= out_c; oc += 4) {
-                        uint32_t acc[4];
+                        uint32_t acc[4], sums[4] = {0u, 0u, 0u, 0u};
                         int32_t ky, kx, i;
-                        for (i = 0; i < 4; ++i) acc[i] = (uint32_t)cp.folded_bias[oc + i];
-                        for (ky = 0; ky < k_h; ++ky) {
-                            const int8_t *xp = x + mq_offset4(in->dims, b, y0 + o->dilation_h * ky, x0, oc);
+                        for (i = 0; i < 4; ++i)
+                            acc[i] = inside ? (uint32_t)cp.folded_bias[oc + i]
+                                            : (bias != NULL ? (uint32_t)mq_load_i32(bias->data, (uint32_t)(oc + i)) : 0u);
+                        for (ky = ky0; ky < ky1; ++ky) {
+                            const int8_t *xp = x + mq_offset4(in->dims, b, y0 + o->dilation_h * ky, 0, oc);
                             const int8_t *wp = w + ((uint32_t)ky * (uint32_t)k_w) * (uint32_t)out_c + (uint32_t)oc;
-                            for (kx = 0; kx < k_w; ++kx)
-                                mq_mac_4ch(wp + (uint32_t)kx * (uint32_t)out_c,
-                                           xp + (uint32_t)(o->dilation_w * kx) * (uint32_t)in_c, acc);
+                            for (kx = kx0; kx < kx1; ++kx) {
+                                const int8_t *wk = wp + (uint32_t)kx * (uint32_t)out_c;
+                                mq_mac_4ch(wk, xp + (uint32_t)(x0 + o->dilation_w * kx) * (uint32_t)in_c, acc);
+                                if (!inside)
+                                    for (i = 0; i < 4; ++i) sums[i] += (uint32_t)(int32_t)wk[i];
+                            }
                         }
+                        /* A window that leaves the input skips those taps: sum(w * (x + offset)) over the rest. */
+                        if (!inside)
+                            for (i = 0; i < 4; ++i) acc[i] += (uint32_t)in_offset * sums[i];
                         for (i = 0; i < 4; ++i) {
                             const int32_t v = mq_multiply_by_quantized_multiplier(mq_wrap_i32(acc[i]),
                                                                                   cp.multiplier[oc + i], cp.shift[oc + i]);
