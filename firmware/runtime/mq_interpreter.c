@@ -14,8 +14,11 @@
  *    kernels' check() functions validate shapes and quantization against what eval() indexes.
  *  - Cost: about 3 KB of code for the reader and loader, an init-time parse, and the metadata
  *    (tensor/operator structs, roughly 70 B per tensor and 100 B per operator on a 32-bit core) in
- *    RAM, inside the arena, where precomputed tables could have stayed in flash. Weights and
- *    quantization vectors are never copied: tensors point into the model.
+ *    RAM, inside the arena. Weights and quantization vectors are never copied: tensors point into
+ *    the model. What operators derive from the model once (prepare(): multipliers, folded biases)
+ *    is the one exception to "no second artifact": the export may put it in flash, made by this
+ *    same code on the host and bound to the model by SHA-256 (mq_init_prepared), or mq_init
+ *    computes it into the arena.
  *
  * mq_init in two passes: the first validates the whole model without memory and counts what the
  * metadata needs; if the arena can hold the metadata, the second stores it there, derives the
