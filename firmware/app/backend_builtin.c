@@ -66,6 +66,48 @@ static uint32_t clamp_u32(size_t n)
     return n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
 }
 
+#ifdef MQ_PROFILE_OPS
+/*
+ * Benchmark builds of the emulated boards only (-DMQ_PROFILE_OPS, tests/benchmarks/bench_device.py
+ * --profile): the counter delta of every operator of the last inference, written after it to the
+ * emulator's semihosting console (QEMU's stderr) as "MQ_PROFILE <op index> <count>" lines. The
+ * hook's own cost lies outside the deltas, but it is inside the inference's total.
+ */
+#include "mps2.h"
+#include "mq_hal.h"
+
+#define MQ_PROFILE_MAX_OPS 256u
+static uint32_t profile_counts[MQ_PROFILE_MAX_OPS];
+static uint32_t profile_op, profile_last;
+static void (*profile_next)(void *ctx);
+static void *profile_next_ctx;
+
+static void profile_hook(void *ctx)
+{
+    const uint32_t now = mq_hal_counter();
+    (void)ctx;
+    if (profile_op < MQ_PROFILE_MAX_OPS) profile_counts[profile_op] = now - profile_last;
+    ++profile_op;
+    if (profile_next != NULL) profile_next(profile_next_ctx);
+    profile_last = mq_hal_counter();
+}
+
+static void profile_report(void)
+{
+    uint32_t i;
+    for (i = 0; i < profile_op && i < MQ_PROFILE_MAX_OPS; ++i) {
+        mq_backend_error_text[0] = '\0';
+        error_append("MQ_PROFILE ");
+        error_append_number(i);
+        error_append(" ");
+        error_append_number(profile_counts[i]);
+        error_append("\n");
+        mq_mps2_debug_write(mq_backend_error_text);
+    }
+    mq_backend_error_text[0] = '\0';
+}
+#endif
+
 int mq_backend_init(void)
 {
     mq_status s;
@@ -143,7 +185,16 @@ const uint8_t *mq_backend_output_data(uint32_t i)
 
 int mq_backend_invoke(void)
 {
-    mq_status s = mq_invoke(&mq_backend_interpreter);
+    mq_status s;
+#ifdef MQ_PROFILE_OPS
+    profile_op = 0;
+    if (mq_backend_interpreter.progress == NULL) mq_set_progress(&mq_backend_interpreter, profile_hook, NULL);
+    profile_last = mq_hal_counter();
+#endif
+    s = mq_invoke(&mq_backend_interpreter);
+#ifdef MQ_PROFILE_OPS
+    profile_report();
+#endif
     if (s == MQ_OK) return 0;
     mq_backend_error_text[0] = '\0';
     error_append(mq_status_name(s));
@@ -154,8 +205,15 @@ int mq_backend_invoke(void)
     return (int)s;
 }
 
+
 int mq_backend_set_progress(void (*fn)(void *ctx), void *ctx)
 {
+#ifdef MQ_PROFILE_OPS
+    profile_next = fn;
+    profile_next_ctx = ctx;
+    mq_set_progress(&mq_backend_interpreter, profile_hook, NULL);
+#else
     mq_set_progress(&mq_backend_interpreter, fn, ctx);
+#endif
     return 1;
 }

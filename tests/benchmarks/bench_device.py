@@ -2,6 +2,7 @@
 
     .venv/bin/python tests/benchmarks/bench_device.py [--boards qemu-nano33,qemu-m3,qemu-m7,qemu-m55]
                                                       [--samples N] [--models NAME,...] [--json FILE]
+                                                      [--profile]
 
 For every zoo model (trained one epoch on digits and PTQ-converted, as the tests build them) and
 every model in ../shared/models, on every board, it builds the firmware (builtin backend, real
@@ -15,6 +16,10 @@ and, for the models measured against TensorFlow Lite Micro in issue 13 (TFLM 90b
 Cortex-M4F with arm-none-eabi-gcc 12.2, the same QEMU), the ratios to TFLM's reference kernels,
 to TFLM with CMSIS-NN and to TFLM's arena_used. Above each board's table: the runtime's code bytes
 for its core (mcuquant.builtin.cross).
+
+--profile builds the firmware with -DMQ_PROFILE_OPS (firmware/app/backend_builtin.c), which writes
+every operator's instruction count of each inference to QEMU's stderr, and prints per model the
+operators by their median count (the profile hook's own cost makes the totals a little larger).
 """
 
 from __future__ import annotations
@@ -56,9 +61,12 @@ def models(selected: list[str]) -> dict[str, tuple[bytes, np.ndarray | None]]:
     return out
 
 
-def run_on_board(board_name: str, name: str, tflite: bytes, xq: np.ndarray | None, samples: int, work: Path) -> dict:
+def run_on_board(board_name: str, name: str, tflite: bytes, xq: np.ndarray | None, samples: int, work: Path,
+                 profile: bool = False) -> dict:
     from mcuquant.boards import get_board
-    from mcuquant.device.harness import build_firmware, measure
+    from mcuquant.build.pio import build_project
+    from mcuquant.build.project import generate_project
+    from mcuquant.device.harness import measure
     from mcuquant.device.link import Link
     from mcuquant.device.qemu import QemuEmulator
     from mcuquant.interpreters import Runner
@@ -69,14 +77,32 @@ def run_on_board(board_name: str, name: str, tflite: bytes, xq: np.ndarray | Non
         xq = np.random.default_rng(0).integers(-128, 128, (samples, *oracle.input.shape[1:]), dtype=np.int8)
     xq = xq[:samples]
     folder = work / board_name / hashlib.sha256(tflite).hexdigest()[:12]
-    build = build_firmware(board, tflite, folder, model_name=name, backend="builtin", progress=False)
-    with QemuEmulator(board, build.elf) as emu, Link.open(emu.url, expected_sha256=hashlib.sha256(tflite).hexdigest(),
-                                                          invoke_timeout=600) as link:
-        run = measure(link, xq, progress=False)
+    project = generate_project(board, folder, tflite=tflite, model_name=name, backend="builtin",
+                               build_flags=("-DMQ_PROFILE_OPS",) if profile else ())
+    build = build_project(project, progress=False)
+    with QemuEmulator(board, build.elf) as emu:
+        with Link.open(emu.url, expected_sha256=hashlib.sha256(tflite).hexdigest(), invoke_timeout=600) as link:
+            run = measure(link, xq, progress=False)
+        per_op: dict[int, list[int]] = {}
+        for line in emu.stderr_text().splitlines():
+            if line.startswith("MQ_PROFILE "):
+                _, op, count = line.split()
+                per_op.setdefault(int(op), []).append(int(count))
     expected = np.stack([oracle.invoke(x) for x in xq])
     same = int(sum(a.tobytes() == b.tobytes() for a, b in zip(run.outputs, expected.reshape(run.outputs.shape))))
     return {"instructions": float(np.median(run.counts)), "arena": run.info.arena_used,
-            "flash": build.flash_used, "ram": build.ram_used, "byte_identical": same, "n": len(xq)}
+            "flash": build.flash_used, "ram": build.ram_used, "byte_identical": same, "n": len(xq),
+            "profile": {op: float(np.median(c)) for op, c in sorted(per_op.items())}}
+
+
+def print_profile(tflite: bytes, profile: dict) -> None:
+    from mcuquant.graph import Graph
+
+    ops = Graph.from_tflite(tflite).operators
+    total = sum(profile.values()) or 1
+    for op, count in sorted(profile.items(), key=lambda kv: -kv[1]):
+        name = ops[op].name if op < len(ops) else "?"
+        print(f"      op {op:3} {name:24} {count:14,.0f} {count / total:7.1%}")
 
 
 def main(argv=None) -> int:
@@ -85,6 +111,7 @@ def main(argv=None) -> int:
     parser.add_argument("--samples", type=int, default=3)
     parser.add_argument("--models", default="", help="comma-separated subset, e.g. zoo:cnn,kws_ref_model.tflite")
     parser.add_argument("--json", metavar="FILE")
+    parser.add_argument("--profile", action="store_true", help="per-operator instruction counts (-DMQ_PROFILE_OPS)")
     args = parser.parse_args(argv)
 
     from mcuquant.builtin.cross import cross_build
@@ -100,13 +127,15 @@ def main(argv=None) -> int:
                   f" {'vs TFLM ref':>11} {'vs CMSIS-NN':>11} {'arena vs TFLM':>13}")
             rows = {}
             for name, (tflite, xq) in chosen.items():
-                r = run_on_board(board, name, tflite, xq, args.samples, Path(tmp))
+                r = run_on_board(board, name, tflite, xq, args.samples, Path(tmp), profile=args.profile)
                 rows[name] = r
                 ref = TFLM.get(name) if board == "qemu-nano33" else None
                 ratios = (f" {r['instructions'] / ref['reference']:10.2f}x {r['instructions'] / ref['cmsis_nn']:10.2f}x"
                           f" {r['arena'] / ref['arena_used']:12.2f}x") if ref else ""
                 print(f"  {name:32} {r['instructions']:14,.0f} {r['arena']:8,} {r['flash']:9,} {r['ram']:8,} "
                       f"{r['byte_identical']:>4}/{r['n']:<4}{ratios}", flush=True)
+                if args.profile:
+                    print_profile(tflite, r["profile"])
             results[board] = {"core": core, "code_bytes": code, "models": rows}
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
