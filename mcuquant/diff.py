@@ -337,8 +337,8 @@ def run_diff(path_a: str | Path, path_b: str | Path, *, data: str | None = None,
         dataset = data_options.load(data)
         for path, model in ((path_a, a), (path_b, b)):
             graph = integer_graph(model, str(path))
-            shape = lambda index: graph.tensors[index].shape  # noqa: E731
-            dataset = fit_data_to_tflite(dataset, Path(path).name, shape(graph.inputs[0]), shape(graph.outputs[0]))
+            dataset = fit_data_to_tflite(dataset, Path(path).name, graph.tensors[graph.inputs[0]].shape,
+                                         graph.tensors[graph.outputs[0]].shape)
         n = len(dataset.x_test) if samples is None else min(samples, len(dataset.x_test))
         x, y = dataset.x_test[:n], dataset.y_test[:n]
         task = dataset.task

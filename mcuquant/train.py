@@ -26,7 +26,8 @@ def _compile(model, task: str, learning_rate: float, *, outputs_of=None) -> None
     model.compile(optimizer=k.optimizers.Adam(learning_rate), loss=loss, metrics=metrics)
 
 
-def _fit(model, data: Dataset, epochs: int, cfg: TrainingConfig, label: str, progress: bool) -> dict:
+def _fit(model, data: Dataset, epochs: int, cfg: TrainingConfig, label: str, progress: bool, *,
+         qat: bool = False) -> dict:
     k = keras()
 
     class _Bar(k.callbacks.Callback):
@@ -44,12 +45,12 @@ def _fit(model, data: Dataset, epochs: int, cfg: TrainingConfig, label: str, pro
             callbacks=[_Bar()] + ([stop] if has_val else []),
         )
     epochs_run = len(history.history["loss"])
-    _check_converged(model, history.history, label, cfg)
+    _check_converged(model, history.history, cfg, qat=qat)
     return {"epochs_run": epochs_run, "steps": epochs_run * math.ceil(len(data.x_train) / cfg.batch_size),
             **{k_: [float(v) for v in vs] for k_, vs in history.history.items()}}
 
 
-def _check_converged(model, history: dict, label: str, cfg: TrainingConfig) -> None:
+def _check_converged(model, history: dict, cfg: TrainingConfig, *, qat: bool) -> None:
     """A training run whose loss or weights went NaN/inf ends here, naming the epoch and the fix, instead
     of failing later in conversion with a message about scales."""
     from mcuquant.models.loading import non_finite_weights
@@ -59,11 +60,11 @@ def _check_converged(model, history: dict, label: str, cfg: TrainingConfig) -> N
     bad = non_finite_weights(model)
     if epoch is None and bad is None:
         return
-    qat = label.startswith("QAT")
-    rate, flag = (cfg.qat_learning_rate, "--qat-lr") if qat else (cfg.learning_rate, "--lr")
+    what, rate, flag, key = (("QAT fine-tuning", cfg.qat_learning_rate, "--qat-lr", "qat_learning_rate") if qat else
+                             ("float training", cfg.learning_rate, "--lr", "learning_rate"))
     where = f"the loss became {losses[epoch - 1]} at epoch {epoch}" if epoch else f"NaN/inf weights in {bad}"
-    raise ModelError(f"{'QAT fine-tuning' if qat else 'float training'} diverged: {where} (learning rate {rate:g}); lower the learning rate ({flag}, "
-                     f"[training] {'qat_' if qat else ''}learning_rate) or check the data's scale (--normalize)")
+    raise ModelError(f"{what} diverged: {where} (learning rate {rate:g}); lower the learning rate ({flag}, "
+                     f"[training] {key}) or check the data's scale (--normalize)")
 
 
 def train_float(model, data: Dataset, cfg: TrainingConfig, epochs: int, *, progress: bool = True) -> dict:
@@ -99,7 +100,7 @@ def quantization_aware(float_model, data: Dataset, cfg: TrainingConfig, *, progr
     before conversion.
     """
     qat_model = make_quantization_aware(float_model, data.task, cfg)
-    history = _fit(qat_model, data, cfg.qat_epochs, cfg, "QAT fine-tune", progress)
+    history = _fit(qat_model, data, cfg.qat_epochs, cfg, "QAT fine-tune", progress, qat=True)
     history["activation_ranges"] = qat_range_status(qat_model, history["steps"])
     return qat_model, history
 

@@ -4,8 +4,8 @@
  * Arena size: MCUQUANT_BUILTIN_ARENA_BYTES when the build defines it (the exact figure the runtime
  * reports as arena_required for this model on this target: tensor metadata plus activations),
  * otherwise the export's MCUQUANT_ARENA_BYTES from model_config.h. The operators' prepared data
- * (multipliers, folded biases) comes from the export's flash array (MCUQUANT_MODEL_PREPARED). When the arena is too small the
- * firmware still runs and HELLO says how many bytes the model needs.
+ * (multipliers, folded biases) comes from the export's flash array (MCUQUANT_MODEL_PREPARED). When
+ * the arena is too small the firmware still runs and HELLO says how many bytes the model needs.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -204,7 +204,6 @@ int mq_backend_invoke(void)
     }
     return (int)s;
 }
-
 
 int mq_backend_set_progress(void (*fn)(void *ctx), void *ctx)
 {

@@ -391,7 +391,7 @@ size_t mq_server_feed(mq_server *s, uint8_t byte, uint32_t now_ms, const uint8_t
         const mq_cached_reply *reply;
         if (!s->session) return uncached_error(s, f.seq, MQ_PROTO_BAD_SEQUENCE, "send HELLO first", out);
         if (f.seq != (uint16_t)(s->last_seq + 1u)) {
-            reply = (uint16_t)(s->last_seq - f.seq) < MQ_PROTO_WINDOW ? cached(s, f.seq) : NULL;
+            reply = cached(s, f.seq); /* the cache holds the last MQ_PROTO_WINDOW executed, no others */
             if (reply == NULL)
                 return uncached_error(s, f.seq, MQ_PROTO_BAD_SEQUENCE,
                                       text_with_number(text, sizeof text, "expected seq ", (uint16_t)(s->last_seq + 1u)),

@@ -57,8 +57,8 @@ typedef struct mq_plan_entry {
  * then the work area: during mq_init it holds the planner's entries (ntensors x
  * sizeof(mq_plan_entry), dead once the activations are placed), afterwards the activations; then
  * the prepared data of the operators (prepared_bytes, each operator's part 4-byte aligned). The
- * arena needs the metadata, the larger of the two, and the prepared data. The sizes of the structs are parameters so
- * that the host can compute the figure of a 32-bit target (see mcuquant/builtin/cross.py).
+ * arena needs the metadata, the larger of the two, and the prepared data. The sizes of the structs
+ * are parameters so that the host can compute the figure of a 32-bit target (mcuquant/builtin/cross.py).
  */
 typedef struct mq_layout {
     uint64_t tensors, ops, io, indices; /* section offsets */
@@ -96,7 +96,8 @@ typedef struct mq_model {
     uint64_t prepared_bound;   /* an upper bound of the operators' prepared data */
 } mq_model;
 
-/* Most bytes prepare() asks for per channel (MQ_CHANNEL_PARAMS_BYTES) and per operator (alignment). */
+/* Bounds of what prepare() asks for: per output channel (mq_prepare_channel_params takes 9) and per
+ * operator (alignment). */
 #define MQ_PREPARED_PER_CHANNEL 12u
 #define MQ_PREPARED_PER_OP 16u
 

@@ -100,6 +100,15 @@ static const char *op_failure_detail(mq_status s)
     }
 }
 
+/* Bytes of an operator's prepared data, 4-byte aligned (0 without prepare()). After check(). */
+static mq_status prepared_size(const mq_op *op, uint32_t *aligned)
+{
+    uint32_t bytes = 0;
+    mq_status s = op->kernel->prepare != NULL ? op->kernel->prepare(&op->ctx, NULL, &bytes) : MQ_OK;
+    *aligned = (bytes + 3u) & ~3u; /* bytes <= 9 x a tensor dimension: far from wrapping */
+    return s;
+}
+
 mq_status mq_init(mq_interpreter *it, const uint8_t *model, size_t model_len, uint8_t *arena, size_t arena_len)
 {
     return mq_init_ex(it, model, model_len, NULL, 0, arena, arena_len, 0);
@@ -212,12 +221,12 @@ mq_status mq_init_ex(mq_interpreter *it, const uint8_t *model, size_t model_len,
         const mq_op *op = &it->ops[i];
         uint32_t bytes = 0;
         s = op->kernel->check(&op->ctx);
-        if (s == MQ_OK && op->kernel->prepare != NULL) s = op->kernel->prepare(&op->ctx, NULL, &bytes);
+        if (s == MQ_OK) s = prepared_size(op, &bytes);
         if (s != MQ_OK) {
             it->error_op = (int32_t)i;
             return fail(it, s, op_failure_detail(s));
         }
-        prepared = add_sat(prepared, ((uint64_t)bytes + 3u) & ~(uint64_t)3u);
+        prepared = add_sat(prepared, bytes);
     }
     prepared = (prepared + (MQ_ARENA_ALIGN - 1u)) & ~(uint64_t)(MQ_ARENA_ALIGN - 1u);
     if ((uint64_t)(size_t)prepared != prepared) return fail(it, MQ_ERR_LIMIT, "prepared data larger than the address space");
@@ -256,18 +265,18 @@ mq_status mq_init_ex(mq_interpreter *it, const uint8_t *model, size_t model_len,
                                           : arena + (required - prepared);
     for (uint32_t i = 0; i < it->nops; ++i) {
         mq_op *op = &it->ops[i];
-        uint32_t bytes = 0;
+        uint32_t bytes = 0, unused;
         if (op->kernel->prepare == NULL) continue;
-        (void)op->kernel->prepare(&op->ctx, NULL, &bytes);
+        (void)prepared_size(op, &bytes); /* succeeded in the check loop */
         if (!it->prepared_external) {
-            s = op->kernel->prepare(&op->ctx, next, &bytes);
+            s = op->kernel->prepare(&op->ctx, next, &unused);
             if (s != MQ_OK) {
                 it->error_op = (int32_t)i;
                 return fail(it, s, op_failure_detail(s));
             }
         }
         op->ctx.prepared = next;
-        next += (bytes + 3u) & ~3u;
+        next += bytes;
     }
     it->ready = 1;
     return MQ_OK;

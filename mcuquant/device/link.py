@@ -304,8 +304,9 @@ class Link:
                         raise ValueError(f"{msg_type.name}: a {p.OVERHEAD + len(body)}-byte frame exceeds the "
                                          f"device's maximum of {max_frame}")
                     queued = (msg_type, body, inference, tag, p.cobs_max_encoded(p.OVERHEAD + len(body)) + 2)
-                ahead = sum(r.size for r in list(pending)[1:]) + queued[4]
-                if pending and (len(pending) >= window or ahead > rx_budget):
+                # Beyond the oldest (which the device may be executing), what waits in its receive buffer.
+                if pending and (len(pending) >= window or
+                                sum(r.size for r in pending) - pending[0].size + queued[4] > rx_budget):
                     return
                 msg_type, body, inference, tag, size = queued
                 seq, self._seq = self._seq, (self._seq + 1) & 0xFFFF
@@ -317,9 +318,13 @@ class Link:
 
         fill()
         while pending:
-            frame = early.pop(pending[0].seq, None) or self._await_oldest(pending, early, base, max_frame)
-            head = pending.popleft()
-            self._match(frame, head.seq, p.REPLY_TO[head.type], head.what, raise_only=True)
+            head = pending[0]
+            frame = early.pop(head.seq, None)
+            if frame is not None:  # kept while an earlier reply was missing: checked now, in its turn
+                self._match(frame, head.seq, p.REPLY_TO[head.type], head.what)
+            else:
+                frame = self._await_oldest(pending, early, base, max_frame)
+            pending.popleft()
             fill()
             yield head.tag, frame
 
@@ -343,6 +348,14 @@ class Link:
         last_send = started
         quiet_until = started + silence
         corrupt_resend_at = None  # a re-send after corruption, held back to keep min_gap
+
+        def corrupted(cause: str, exc: BaseException | None = None) -> None:
+            """A damaged or telling frame: a re-send of what is missing, at most one per min_gap."""
+            nonlocal problem, corrupt_resend_at
+            problem = problem or (cause, exc)
+            if corrupt_resend_at is None:
+                corrupt_resend_at = last_send + min_gap
+
         while True:
             now = time.monotonic()
             if now >= give_up or (now >= quiet_until and quiet_resends >= self.retries):
@@ -367,12 +380,6 @@ class Link:
                 last_send = time.monotonic()
                 quiet_until = last_send + silence
                 continue
-
-            def corrupted(cause: str, exc: BaseException | None = None) -> None:
-                nonlocal problem, corrupt_resend_at
-                problem = problem or (cause, exc)
-                if corrupt_resend_at is None:
-                    corrupt_resend_at = last_send + min_gap
 
             wake = min(quiet_until, give_up, corrupt_resend_at or give_up)
             try:
@@ -415,10 +422,9 @@ class Link:
             return 10.0 * n_bytes / self.port.baudrate
         return 0.0
 
-    def _match(self, frame: p.Frame, seq: int, expect: p.MsgType, what: str, *, raise_only: bool = False) -> bool:
+    def _match(self, frame: p.Frame, seq: int, expect: p.MsgType, what: str) -> bool:
         """True for the reply to this request, False for frames to skip (stale replies, frame-level
-        ERRORs); raises what the device reported about this request. ``raise_only``: the frame is
-        known to be this request's reply (or error), only check it."""
+        ERRORs); raises what the device reported about this request."""
         if frame.type == p.MsgType.ERROR:
             code, text = p.parse_error(frame.body)
             if code in _FRAME_LEVEL:
@@ -459,7 +465,7 @@ class _Request:
     wire: bytes
     inference: bool  # RUN or INVOKE: the device computes before it answers
     tag: object  # the caller's note of what the reply answers
-    size: int  # the most wire bytes a frame of its body can take (before seq is known)
+    size: int  # the most wire bytes a frame of its body can take (what the rx_buffer budget counts)
     what: str  # for messages: "RUN (seq 12)"
 
 

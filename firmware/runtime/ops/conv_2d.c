@@ -60,13 +60,6 @@ mq_status mq_prepare_conv_2d(const mq_op_ctx *ctx, uint8_t *out, uint32_t *bytes
     return mq_prepare_channel_params(&w, filter->dims[0], per_filter, per_filter, 1u, out, bytes);
 }
 
-/* The requantized, clamped output of one accumulator. */
-static int8_t requantize(uint32_t acc, const mq_channel_params *cp, int32_t oc, int32_t out_zp, const conv_params *p)
-{
-    const int32_t v = mq_multiply_by_quantized_multiplier(mq_wrap_i32(acc), cp->multiplier[oc], cp->shift[oc]);
-    return (int8_t)mq_clamp(mq_add_wrap(v, out_zp), p->act_min, p->act_max);
-}
-
 /* Where a window's taps lie: `nseg` runs of `seg` contiguous int8, the k-th at x + seg_offset(k). Rows
  * of the window are contiguous when the taps of a row are (dilation 1, every input channel used). */
 typedef struct conv_window {
@@ -135,11 +128,11 @@ mq_status mq_eval_conv_2d(const mq_op_ctx *ctx)
                             const uint32_t off = seg_offset(&win, k);
                             mq_dot_2x2(wa + k * win.seg, wb + k * win.seg, xa + off, xb + off, win.seg, acc);
                         }
-                        yp[oc] = requantize(acc[0], &cp, oc, out->zero_point, &p);
-                        yp[out_c + oc] = requantize(acc[1], &cp, oc, out->zero_point, &p);
+                        yp[oc] = mq_channel_output(acc[0], &cp, oc, out->zero_point, p.act_min, p.act_max);
+                        yp[out_c + oc] = mq_channel_output(acc[1], &cp, oc, out->zero_point, p.act_min, p.act_max);
                         if (two) {
-                            yp[oc + 1] = requantize(acc[2], &cp, oc + 1, out->zero_point, &p);
-                            yp[out_c + oc + 1] = requantize(acc[3], &cp, oc + 1, out->zero_point, &p);
+                            yp[oc + 1] = mq_channel_output(acc[2], &cp, oc + 1, out->zero_point, p.act_min, p.act_max);
+                            yp[out_c + oc + 1] = mq_channel_output(acc[3], &cp, oc + 1, out->zero_point, p.act_min, p.act_max);
                         }
                     }
                     ox += 2;
@@ -188,8 +181,8 @@ mq_status mq_eval_conv_2d(const mq_op_ctx *ctx)
                             acc[0] += (uint32_t)in_offset * sums[0];
                             acc[1] += (uint32_t)in_offset * sums[1];
                         }
-                        yp[oc] = requantize(acc[0], &cp, oc, out->zero_point, &p);
-                        if (two) yp[oc + 1] = requantize(acc[1], &cp, oc + 1, out->zero_point, &p);
+                        yp[oc] = mq_channel_output(acc[0], &cp, oc, out->zero_point, p.act_min, p.act_max);
+                        if (two) yp[oc + 1] = mq_channel_output(acc[1], &cp, oc + 1, out->zero_point, p.act_min, p.act_max);
                     }
                     ox += 1;
                     continue;
@@ -218,7 +211,7 @@ mq_status mq_eval_conv_2d(const mq_op_ctx *ctx)
                             }
                         }
                     }
-                    yp[oc] = requantize(acc, &cp, oc, out->zero_point, &p);
+                    yp[oc] = mq_channel_output(acc, &cp, oc, out->zero_point, p.act_min, p.act_max);
                 }
                 ox += 1;
             }

@@ -118,17 +118,14 @@ mq_status mq_eval_depthwise_conv_2d(const mq_op_ctx *ctx)
                         /* A window that leaves the input skips those taps: sum(w * (x + offset)) over the rest. */
                         if (!inside)
                             for (i = 0; i < 4; ++i) acc[i] += (uint32_t)in_offset * sums[i];
-                        for (i = 0; i < 4; ++i) {
-                            const int32_t v = mq_multiply_by_quantized_multiplier(mq_wrap_i32(acc[i]),
-                                                                                  cp.multiplier[oc + i], cp.shift[oc + i]);
-                            yp[oc + i] = (int8_t)mq_clamp(mq_add_wrap(v, out->zero_point), p.act_min, p.act_max);
-                        }
+                        for (i = 0; i < 4; ++i)
+                            yp[oc + i] = mq_channel_output(acc[i], &cp, oc + i, out->zero_point, p.act_min, p.act_max);
                     }
                 }
                 for (; oc < out_c; ++oc) {
                     const int32_t ic = oc / dm;
                     uint32_t acc; /* int32 arithmetic modulo 2^32, as TFLM's */
-                    int32_t ky, kx, v;
+                    int32_t ky, kx;
                     if (inside) {
                         acc = (uint32_t)cp.folded_bias[oc];
                         for (ky = 0; ky < k_h; ++ky) {
@@ -153,8 +150,7 @@ mq_status mq_eval_depthwise_conv_2d(const mq_op_ctx *ctx)
                             }
                         }
                     }
-                    v = mq_multiply_by_quantized_multiplier(mq_wrap_i32(acc), cp.multiplier[oc], cp.shift[oc]);
-                    yp[oc] = (int8_t)mq_clamp(mq_add_wrap(v, out->zero_point), p.act_min, p.act_max);
+                    yp[oc] = mq_channel_output(acc, &cp, oc, out->zero_point, p.act_min, p.act_max);
                 }
             }
         }

@@ -116,11 +116,9 @@ mq_status mq_eval_fully_connected(const mq_op_ctx *ctx)
             }
             for (i = 0; i < 4; ++i) {
                 const int32_t unit = oc + i / 2, r = i % 2;
-                int32_t v;
                 if (unit >= p.units || (r == 1 && !two_rows)) continue;
-                v = mq_multiply_by_quantized_multiplier(mq_wrap_i32(acc[i]), cp.multiplier[unit], cp.shift[unit]);
                 yrow[(uint32_t)r * (uint32_t)p.units + (uint32_t)unit] =
-                    (int8_t)mq_clamp(mq_add_wrap(v, out->zero_point), p.act_min, p.act_max);
+                    mq_channel_output(acc[i], &cp, unit, out->zero_point, p.act_min, p.act_max);
             }
         }
     }

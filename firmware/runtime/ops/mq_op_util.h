@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "../mq_fixedpoint.h"
 #include "../mq_ops.h"
 
 #define MQ_INT8_MIN (-128)
@@ -209,6 +210,15 @@ static inline int32_t mq_load_i32(const void *base, uint32_t i)
     int32_t v;
     memcpy(&v, (const uint8_t *)base + (size_t)i * 4u, sizeof v);
     return v;
+}
+
+/* Channel ch's int8 output of a wrapping int32 accumulator: requantized with the prepared multiplier
+ * and shift, plus the output zero point, clamped to the activation range [lo, hi]. */
+static inline int8_t mq_channel_output(uint32_t acc, const mq_channel_params *cp, int32_t ch, int32_t out_zp,
+                                       int32_t lo, int32_t hi)
+{
+    const int32_t v = mq_multiply_by_quantized_multiplier(mq_wrap_i32(acc), cp->multiplier[ch], cp->shift[ch]);
+    return (int8_t)mq_clamp(mq_add_wrap(v, out_zp), lo, hi);
 }
 
 #endif /* MQ_OP_UTIL_H */
