@@ -25,6 +25,7 @@ typedef struct mq_kernel {
     mq_op_fn check;
     mq_op_fn eval;
     mq_prepare_fn prepare; /* NULL: nothing to compute once */
+    mq_scratch_fn scratch; /* NULL: no working memory */
 } mq_kernel;
 
 /* The kernel for a builtin code, NULL when the runtime has none. */
@@ -38,8 +39,10 @@ typedef struct mq_op {
     int32_t code;
 } mq_op;
 
-/* Per-tensor working state of the planner (in the arena, dead after mq_init). */
+/* Working state of the planner (in the arena, dead after mq_init): one entry per tensor, then one
+ * per operator for its scratch memory (entry ntensors + i: operator i's, live at step i only). */
 typedef struct mq_plan_entry {
+    uint32_t bytes;     /* what it occupies: the tensor's bytes, or the operator's scratch bytes */
     int32_t first;      /* first operator step the tensor is live, INT32_MAX if never */
     int32_t last;       /* last operator step, -1 if never */
     int32_t writer;     /* first operator writing it; -1 if available from the start */
@@ -54,7 +57,7 @@ typedef struct mq_plan_entry {
  *   ops      nops x sizeof(mq_op)
  *   io       nio x sizeof(mq_tensor *)        (every operator's input and output pointers)
  *   indices  (ninputs + noutputs) x int32
- * then the work area: during mq_init it holds the planner's entries (ntensors x
+ * then the work area: during mq_init it holds the planner's entries ((ntensors + nops) x
  * sizeof(mq_plan_entry), dead once the activations are placed), afterwards the activations; then
  * the prepared data of the operators (prepared_bytes, each operator's part 4-byte aligned). The
  * arena needs the metadata, the larger of the two, and the prepared data. The sizes of the structs
@@ -92,7 +95,9 @@ typedef struct mq_model {
     mq_fb fb;
     mq_fb_vector opcodes, buffers, tensors, inputs, outputs, operators;
     uint64_t nio;              /* sum of every operator's input and output counts */
-    uint64_t activation_bound; /* aligned bytes of every non-constant tensor: an upper bound */
+    uint64_t activation_bound; /* aligned bytes of every non-constant tensor and the largest scratch
+                                  block allowed: an upper bound of the activation area */
+    uint64_t scratch_limit;    /* what scratch() may ask for (MQ_SCRATCH_PER_CONSTANT_BYTE) */
     uint64_t prepared_bound;   /* an upper bound of the operators' prepared data */
 } mq_model;
 
@@ -101,6 +106,10 @@ typedef struct mq_model {
 #define MQ_PREPARED_PER_CHANNEL 12u
 #define MQ_PREPARED_PER_OP 16u
 
+/* An operator's scratch memory is at most this many bytes per byte of the model's largest constant
+ * tensor (an im2col buffer of two windows in int16 takes 4 per filter byte), plus 16: it bounds the
+ * activation area before the operators are checked. mq_init fails with MQ_ERR_LIMIT beyond it. */
+#define MQ_SCRATCH_PER_CONSTANT_BYTE 4u
 /* Reads the header, the subgraph's vectors and every buffer (external data is rejected). */
 mq_status mq_model_open(mq_interpreter *it, mq_model *m);
 
@@ -126,6 +135,9 @@ mq_status mq_model_load(mq_interpreter *it, mq_model *m, const mq_model_dest *de
  * one of its own inputs; every graph output is written.
  */
 mq_status mq_plan_lifetimes(mq_interpreter *it, mq_plan_entry *plan, int preserve_all);
+
+/* Operator `op`'s scratch block of `bytes` (0: none), after mq_plan_lifetimes and check(). */
+void mq_plan_scratch(mq_interpreter *it, mq_plan_entry *plan, uint32_t op, uint32_t bytes);
 
 /* Greedy placement after mq_plan_lifetimes: sets every planned tensor's offset and
  * it->activation_bytes. */

@@ -59,7 +59,7 @@ void mq_compute_layout(uint32_t ntensors, uint32_t nops, uint64_t nio, uint32_t 
     out->indices = off;
     off = add_sat(off, section(nindices, sizeof(int32_t)));
     out->total = off;
-    out->plan = section(ntensors, sizeof_plan_entry);
+    out->plan = section((uint64_t)ntensors + nops, sizeof_plan_entry);
 }
 
 /* Metadata, a work area of max(activations, plan entries), the prepared data. */
@@ -220,12 +220,16 @@ mq_status mq_init_ex(mq_interpreter *it, const uint8_t *model, size_t model_len,
     for (uint32_t i = 0; i < it->nops; ++i) {
         const mq_op *op = &it->ops[i];
         uint32_t bytes = 0;
+        uint32_t scratch = 0;
         s = op->kernel->check(&op->ctx);
         if (s == MQ_OK) s = prepared_size(op, &bytes);
+        if (s == MQ_OK && op->kernel->scratch != NULL) s = op->kernel->scratch(&op->ctx, &scratch);
+        if (s == MQ_OK && scratch > m.scratch_limit) s = MQ_ERR_LIMIT;
         if (s != MQ_OK) {
             it->error_op = (int32_t)i;
             return fail(it, s, op_failure_detail(s));
         }
+        mq_plan_scratch(it, plan, i, scratch);
         prepared = add_sat(prepared, bytes);
     }
     prepared = (prepared + (MQ_ARENA_ALIGN - 1u)) & ~(uint64_t)(MQ_ARENA_ALIGN - 1u);
@@ -251,6 +255,10 @@ mq_status mq_init_ex(mq_interpreter *it, const uint8_t *model, size_t model_len,
     for (uint32_t t = 0; t < it->ntensors; ++t) {
         mq_tensor *tensor = &it->tensors[t];
         if (!tensor->is_constant && plan[t].last >= 0) tensor->data = activations + plan[t].offset;
+    }
+    for (uint32_t i = 0; i < it->nops; ++i) {
+        const mq_plan_entry *e = &plan[it->ntensors + i];
+        it->ops[i].ctx.scratch = e->last >= 0 ? activations + e->offset : NULL;
     }
     for (uint32_t t = 0; t < it->ntensors; ++t) {
         mq_tensor *tensor = &it->tensors[t];

@@ -9,7 +9,11 @@
  *   mq_status mq_prepare_<op>(const mq_op_ctx *ctx, uint8_t *out, uint32_t *bytes);
  * called by mq_init after check(): with out == NULL it sets *bytes to what it needs, then once with
  * that much memory (4-byte aligned, in the arena) it fills it. eval() finds it at ctx->prepared, so
- * no multiplier is computed (in double precision) while the model runs.
+ * no multiplier is computed (in double precision) while the model runs. An operator whose kernel
+ * needs working memory while it runs (an im2col buffer) has a fourth:
+ *   mq_status mq_scratch_<op>(const mq_op_ctx *ctx, uint32_t *bytes);
+ * called by mq_init after check(); the planner places that many bytes (16-byte aligned) in the
+ * activation area, live during this operator only, and eval() finds them at ctx->scratch.
  *
  * check() validates everything eval() relies on, because the model may be hostile: input and
  * output counts, types, ranks, every dimension relation the kernel uses for indexing, quantization
@@ -106,12 +110,15 @@ typedef struct mq_op_ctx {
     uint32_t noutputs;
     const mq_op_options *options;
     const uint8_t *prepared;    /* what the operator's prepare() filled at mq_init, NULL without one */
+    uint8_t *scratch;           /* the working memory scratch() asked for, NULL without */
 } mq_op_ctx;
 
 typedef mq_status (*mq_op_fn)(const mq_op_ctx *ctx);
 typedef mq_status (*mq_prepare_fn)(const mq_op_ctx *ctx, uint8_t *out, uint32_t *bytes);
+typedef mq_status (*mq_scratch_fn)(const mq_op_ctx *ctx, uint32_t *bytes);
 
 #define MQ_DECLARE_PREPARE(name) mq_status mq_prepare_##name(const mq_op_ctx *ctx, uint8_t *out, uint32_t *bytes);
+#define MQ_DECLARE_SCRATCH(name) mq_status mq_scratch_##name(const mq_op_ctx *ctx, uint32_t *bytes);
 
 #define MQ_DECLARE_OP(name) \
     mq_status mq_check_##name(const mq_op_ctx *ctx); \
@@ -121,7 +128,9 @@ MQ_DECLARE_OP(add)
 MQ_DECLARE_OP(average_pool_2d)
 MQ_DECLARE_OP(concatenation)
 MQ_DECLARE_OP(conv_2d)
+MQ_DECLARE_SCRATCH(conv_2d)
 MQ_DECLARE_OP(depthwise_conv_2d)
+MQ_DECLARE_SCRATCH(depthwise_conv_2d)
 MQ_DECLARE_OP(dequantize)
 MQ_DECLARE_OP(fully_connected)
 MQ_DECLARE_OP(logistic)

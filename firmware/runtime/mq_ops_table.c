@@ -1,15 +1,17 @@
 /* The one place that maps a TFLite builtin operator code to its operator module (in ops/). */
 #include "mq_internal.h"
 
-#define MQ_KERNEL(code, name) {code, mq_check_##name, mq_eval_##name, NULL}
-#define MQ_PREPARED_KERNEL(code, name) {code, mq_check_##name, mq_eval_##name, mq_prepare_##name}
+#define MQ_KERNEL(code, name) {code, mq_check_##name, mq_eval_##name, NULL, NULL}
+#define MQ_PREPARED_KERNEL(code, name) {code, mq_check_##name, mq_eval_##name, mq_prepare_##name, NULL}
+/* Prepared data and scratch memory (see mq_ops.h). */
+#define MQ_SCRATCH_KERNEL(code, name) {code, mq_check_##name, mq_eval_##name, mq_prepare_##name, mq_scratch_##name}
 
 static const mq_kernel kernels[] = {
     MQ_KERNEL(MQ_OP_ADD, add),
     MQ_KERNEL(MQ_OP_AVERAGE_POOL_2D, average_pool_2d),
     MQ_KERNEL(MQ_OP_CONCATENATION, concatenation),
-    MQ_PREPARED_KERNEL(MQ_OP_CONV_2D, conv_2d),
-    MQ_PREPARED_KERNEL(MQ_OP_DEPTHWISE_CONV_2D, depthwise_conv_2d),
+    MQ_SCRATCH_KERNEL(MQ_OP_CONV_2D, conv_2d),
+    MQ_SCRATCH_KERNEL(MQ_OP_DEPTHWISE_CONV_2D, depthwise_conv_2d),
     MQ_KERNEL(MQ_OP_DEQUANTIZE, dequantize),
     MQ_PREPARED_KERNEL(MQ_OP_FULLY_CONNECTED, fully_connected),
     MQ_KERNEL(MQ_OP_LOGISTIC, logistic),

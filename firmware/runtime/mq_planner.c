@@ -5,8 +5,9 @@
  * (graph inputs and variable tensors from step 0, graph outputs and variable tensors to the last
  * step). Tensors are placed largest first (ties: earlier first use, then lower index) at the
  * lowest MQ_ARENA_ALIGN-aligned offset that overlaps no already placed tensor whose lifetime
- * overlaps; the activation area is the highest end, rounded up to MQ_ARENA_ALIGN. No kernel
- * needs scratch memory, so this is all the run-time memory besides the metadata.
+ * overlaps; the activation area is the highest end, rounded up to MQ_ARENA_ALIGN. An operator's
+ * scratch memory (an im2col buffer) is placed the same way, as a block live at that operator's
+ * step only, so this is all the run-time memory besides the metadata and the prepared data.
  *
  * O(n log n) ordering (heapsort: no recursion) and O(n^2) placement for n planned tensors;
  * working memory is the plan array in the arena (see mq_internal.h).
@@ -42,7 +43,8 @@ mq_status mq_plan_lifetimes(mq_interpreter *it, mq_plan_entry *plan, int preserv
 {
     const int32_t end = it->nops > 0 ? (int32_t)(it->nops - 1u) : 0;
 
-    for (uint32_t t = 0; t < it->ntensors; ++t) {
+    for (uint32_t t = 0; t < it->ntensors + it->nops; ++t) {
+        plan[t].bytes = t < it->ntensors ? it->tensors[t].bytes : 0u;
         plan[t].first = INT32_MAX;
         plan[t].last = -1;
         plan[t].writer = INT32_MAX;
@@ -98,21 +100,30 @@ mq_status mq_plan_lifetimes(mq_interpreter *it, mq_plan_entry *plan, int preserv
     return MQ_OK;
 }
 
-/* Placement order: larger first, then earlier first use, then lower index (a total order). */
-static int before(const mq_interpreter *it, const mq_plan_entry *plan, uint32_t a, uint32_t b)
+void mq_plan_scratch(mq_interpreter *it, mq_plan_entry *plan, uint32_t op, uint32_t bytes)
 {
-    if (it->tensors[a].bytes != it->tensors[b].bytes) return it->tensors[a].bytes > it->tensors[b].bytes;
+    mq_plan_entry *e = &plan[it->ntensors + op];
+    e->bytes = bytes;
+    e->writer = (int32_t)op;
+    e->first = bytes > 0 ? (int32_t)op : INT32_MAX;
+    e->last = bytes > 0 ? (int32_t)op : -1;
+}
+
+/* Placement order: larger first, then earlier first use, then lower index (a total order). */
+static int before(const mq_plan_entry *plan, uint32_t a, uint32_t b)
+{
+    if (plan[a].bytes != plan[b].bytes) return plan[a].bytes > plan[b].bytes;
     if (plan[a].first != plan[b].first) return plan[a].first < plan[b].first;
     return a < b;
 }
 
-static void sift_down(const mq_interpreter *it, mq_plan_entry *plan, size_t root, size_t n)
+static void sift_down(mq_plan_entry *plan, size_t root, size_t n)
 {
     for (;;) {
         size_t child = 2u * root + 1u;
         if (child >= n) return;
-        if (child + 1u < n && before(it, plan, plan[child].order, plan[child + 1u].order)) ++child;
-        if (!before(it, plan, plan[root].order, plan[child].order)) return;
+        if (child + 1u < n && before(plan, plan[child].order, plan[child + 1u].order)) ++child;
+        if (!before(plan, plan[root].order, plan[child].order)) return;
         const uint32_t tmp = plan[root].order;
         plan[root].order = plan[child].order;
         plan[child].order = tmp;
@@ -121,34 +132,34 @@ static void sift_down(const mq_interpreter *it, mq_plan_entry *plan, size_t root
 }
 
 /* Heapsort of plan[0..n).order into placement order. */
-static void sort_order(const mq_interpreter *it, mq_plan_entry *plan, size_t n)
+static void sort_order(mq_plan_entry *plan, size_t n)
 {
-    for (size_t i = n / 2u; i > 0; --i) sift_down(it, plan, i - 1u, n);
+    for (size_t i = n / 2u; i > 0; --i) sift_down(plan, i - 1u, n);
     for (size_t end = n; end > 1u; --end) {
         const uint32_t tmp = plan[0].order;
         plan[0].order = plan[end - 1u].order;
         plan[end - 1u].order = tmp;
-        sift_down(it, plan, 0, end - 1u);
+        sift_down(plan, 0, end - 1u);
     }
 }
 
 mq_status mq_plan_place(mq_interpreter *it, mq_plan_entry *plan)
 {
     size_t n = 0;
-    for (uint32_t t = 0; t < it->ntensors; ++t)
+    for (uint32_t t = 0; t < it->ntensors + it->nops; ++t)
         if (plan[t].last >= 0) plan[n++].order = t;
-    sort_order(it, plan, n);
+    sort_order(plan, n);
 
     uint64_t high = 0;
     size_t nplaced = 0;
     for (size_t k = 0; k < n; ++k) {
         const uint32_t t = plan[k].order;
-        const uint64_t size = it->tensors[t].bytes;
+        const uint64_t size = plan[t].bytes;
         uint64_t offset = 0;
         /* First fit among the placed tensors whose lifetimes overlap, walked by offset. */
         for (size_t j = 0; j < nplaced; ++j) {
             const uint32_t p = plan[j].by_offset;
-            const uint64_t p_size = it->tensors[p].bytes;
+            const uint64_t p_size = plan[p].bytes;
             if (p_size == 0 || plan[p].first > plan[t].last || plan[t].first > plan[p].last) continue;
             if (offset + size <= plan[p].offset) break;
             const uint64_t p_end = align_up((uint64_t)plan[p].offset + p_size);

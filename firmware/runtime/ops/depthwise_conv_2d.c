@@ -6,9 +6,14 @@
  * Arithmetic as TFLM's reference DepthwiseConvPerChannel (wrapping int32 accumulator, per-channel
  * requantization, output zero point, activation clamp). Multipliers and the bias with the input
  * zero point folded in are computed once, by prepare() at mq_init (mq_channel_params).
+ *
+ * Each output pixel first lists where its taps read: a tap outside the input reads a row of the
+ * input zero point (scratch memory), which adds w * (zp - zp) = 0 through the folded bias, as TFLM
+ * skips it. The channels then run four side by side (mq_mac4) over the listed taps. Filters with
+ * more than MQ_DW_MAX_TAPS taps take a direct loop.
  */
 #include "../mq_fixedpoint.h"
-#include "mq_dot.h"
+#include "mq_gemm.h"
 #include "mq_op_util.h"
 
 typedef struct dw_params {
@@ -63,93 +68,116 @@ mq_status mq_prepare_depthwise_conv_2d(const mq_op_ctx *ctx, uint8_t *out, uint3
                                      (uint32_t)out_c, out, bytes);
 }
 
+#define MQ_DW_MAX_TAPS 49 /* 7x7: the tap list lives on the stack */
+
+mq_status mq_scratch_depthwise_conv_2d(const mq_op_ctx *ctx, uint32_t *bytes)
+{
+    const mq_tensor *in = ctx->inputs[0], *filter = ctx->inputs[1];
+    const int64_t taps = (int64_t)filter->dims[1] * filter->dims[2];
+    *bytes = taps <= MQ_DW_MAX_TAPS ? (uint32_t)in->dims[3] : 0u; /* the zero-point row */
+    return MQ_OK;
+}
+
+/* Filters with more taps: every tap's bounds checked in the loop. */
+static void eval_direct(const mq_op_ctx *ctx, const dw_params *p, const mq_channel_params *cp)
+{
+    const mq_op_options *o = ctx->options;
+    const mq_tensor *in = ctx->inputs[0], *filter = ctx->inputs[1], *out = ctx->outputs[0];
+    const int8_t *x = (const int8_t *)in->data;
+    const int8_t *w = (const int8_t *)filter->data;
+    int8_t *y = (int8_t *)out->data;
+    const int32_t in_h = in->dims[1], in_w = in->dims[2];
+    const int32_t k_h = filter->dims[1], k_w = filter->dims[2];
+    const int32_t out_c = out->dims[3], dm = o->depth_multiplier;
+    int32_t b, oy, ox, oc, ky, kx;
+    for (b = 0; b < in->dims[0]; ++b) {
+        for (oy = 0; oy < out->dims[1]; ++oy) {
+            for (ox = 0; ox < out->dims[2]; ++ox) {
+                const int32_t y0 = oy * o->stride_h - p->pad_h, x0 = ox * o->stride_w - p->pad_w;
+                int8_t *yp = y + mq_offset4(out->dims, b, oy, ox, 0);
+                for (oc = 0; oc < out_c; ++oc) {
+                    uint32_t acc = (uint32_t)cp->folded_bias[oc]; /* int32 modulo 2^32, as TFLM's */
+                    for (ky = 0; ky < k_h; ++ky) {
+                        const int32_t iy = y0 + o->dilation_h * ky;
+                        for (kx = 0; kx < k_w; ++kx) {
+                            const int32_t ix = x0 + o->dilation_w * kx;
+                            const int32_t wv = w[mq_offset4(filter->dims, 0, ky, kx, oc)];
+                            const int32_t xv = iy < 0 || iy >= in_h || ix < 0 || ix >= in_w
+                                                   ? in->zero_point
+                                                   : x[mq_offset4(in->dims, b, iy, ix, oc / dm)];
+                            acc += (uint32_t)(wv * xv);
+                        }
+                    }
+                    yp[oc] = mq_channel_output(acc, cp, oc, out->zero_point, p->act_min, p->act_max);
+                }
+            }
+        }
+    }
+}
+
 mq_status mq_eval_depthwise_conv_2d(const mq_op_ctx *ctx)
 {
     const mq_op_options *o = ctx->options;
     const mq_tensor *in = ctx->inputs[0], *filter = ctx->inputs[1];
-    const mq_tensor *bias = ctx->ninputs == 3 ? ctx->inputs[2] : NULL;
     const mq_tensor *out = ctx->outputs[0];
     const int8_t *x = (const int8_t *)in->data;
     const int8_t *w = (const int8_t *)filter->data;
     int8_t *y = (int8_t *)out->data;
-    const int32_t in_offset = -in->zero_point;
+    int8_t *zp_row = (int8_t *)ctx->scratch;
     const int32_t in_h = in->dims[1], in_w = in->dims[2], in_c = in->dims[3];
     const int32_t k_h = filter->dims[1], k_w = filter->dims[2];
     const int32_t out_c = out->dims[3];
     const int32_t dm = o->depth_multiplier;
+    const uint32_t ntaps = (uint32_t)k_h * (uint32_t)k_w;
     const mq_channel_params cp = mq_channel_params_of(ctx->prepared, out_c);
+    const int8_t *taps[MQ_DW_MAX_TAPS];
     dw_params p;
-    int32_t b, oy, ox, oc;
+    int32_t b, oy, ox, oc, c;
     mq_status s = dw_prepare(ctx, &p, 0);
     if (s != MQ_OK) return s;
+    if (zp_row == NULL) {
+        eval_direct(ctx, &p, &cp);
+        return MQ_OK;
+    }
+    for (c = 0; c < in_c; ++c) zp_row[c] = (int8_t)in->zero_point;
 
     for (b = 0; b < in->dims[0]; ++b) {
         for (oy = 0; oy < out->dims[1]; ++oy) {
             const int32_t y0 = oy * o->stride_h - p.pad_h;
-            const int rows_inside = y0 >= 0 && y0 + o->dilation_h * (k_h - 1) < in_h;
             for (ox = 0; ox < out->dims[2]; ++ox) {
                 const int32_t x0 = ox * o->stride_w - p.pad_w;
-                /* Every tap inside the input: the zero point is folded into the bias (prepare). */
-                const int inside = rows_inside && x0 >= 0 && x0 + o->dilation_w * (k_w - 1) < in_w;
                 int8_t *yp = y + mq_offset4(out->dims, b, oy, ox, 0);
-                oc = 0;
-                if (dm == 1) { /* four channels side by side per tap (mq_mac_4ch), over the valid taps */
-                    const int32_t ky0 = y0 < 0 ? (-y0 + o->dilation_h - 1) / o->dilation_h : 0;
-                    const int32_t kx0 = x0 < 0 ? (-x0 + o->dilation_w - 1) / o->dilation_w : 0;
-                    int32_t ky1 = k_h, kx1 = k_w;
-                    while (ky1 > ky0 && y0 + o->dilation_h * (ky1 - 1) >= in_h) --ky1;
-                    while (kx1 > kx0 && x0 + o->dilation_w * (kx1 - 1) >= in_w) --kx1;
-                    for (; oc + 4 <= out_c; oc += 4) {
-                        uint32_t acc[4], sums[4] = {0u, 0u, 0u, 0u};
-                        int32_t ky, kx, i;
-                        for (i = 0; i < 4; ++i)
-                            acc[i] = inside ? (uint32_t)cp.folded_bias[oc + i]
-                                            : (bias != NULL ? (uint32_t)mq_load_i32(bias->data, (uint32_t)(oc + i)) : 0u);
-                        for (ky = ky0; ky < ky1; ++ky) {
-                            const int8_t *xp = x + mq_offset4(in->dims, b, y0 + o->dilation_h * ky, 0, oc);
-                            const int8_t *wp = w + ((uint32_t)ky * (uint32_t)k_w) * (uint32_t)out_c + (uint32_t)oc;
-                            for (kx = kx0; kx < kx1; ++kx) {
-                                const int8_t *wk = wp + (uint32_t)kx * (uint32_t)out_c;
-                                mq_mac_4ch(wk, xp + (uint32_t)(x0 + o->dilation_w * kx) * (uint32_t)in_c, acc);
-                                if (!inside)
-                                    for (i = 0; i < 4; ++i) sums[i] += (uint32_t)(int32_t)wk[i];
-                            }
-                        }
-                        /* A window that leaves the input skips those taps: sum(w * (x + offset)) over the rest. */
-                        if (!inside)
-                            for (i = 0; i < 4; ++i) acc[i] += (uint32_t)in_offset * sums[i];
-                        for (i = 0; i < 4; ++i)
-                            yp[oc + i] = mq_channel_output(acc[i], &cp, oc + i, out->zero_point, p.act_min, p.act_max);
+                uint32_t t = 0, k;
+                int32_t ky, kx;
+                for (ky = 0; ky < k_h; ++ky) {
+                    const int32_t iy = y0 + o->dilation_h * ky;
+                    for (kx = 0; kx < k_w; ++kx, ++t) {
+                        const int32_t ix = x0 + o->dilation_w * kx;
+                        taps[t] = iy < 0 || iy >= in_h || ix < 0 || ix >= in_w ? zp_row
+                                                                              : x + mq_offset4(in->dims, b, iy, ix, 0);
                     }
                 }
-                for (; oc < out_c; ++oc) {
-                    const int32_t ic = oc / dm;
-                    uint32_t acc; /* int32 arithmetic modulo 2^32, as TFLM's */
-                    int32_t ky, kx;
-                    if (inside) {
-                        acc = (uint32_t)cp.folded_bias[oc];
-                        for (ky = 0; ky < k_h; ++ky) {
-                            const int8_t *xp = x + mq_offset4(in->dims, b, y0 + o->dilation_h * ky, x0, ic);
-                            const int8_t *wp = w + ((uint32_t)ky * (uint32_t)k_w) * (uint32_t)out_c + (uint32_t)oc;
-                            for (kx = 0; kx < k_w; ++kx)
-                                acc += (uint32_t)((int32_t)wp[(uint32_t)kx * (uint32_t)out_c] *
-                                                  (int32_t)xp[(uint32_t)(o->dilation_w * kx) * (uint32_t)in_c]);
-                        }
-                    } else {
-                        acc = bias != NULL ? (uint32_t)mq_load_i32(bias->data, (uint32_t)oc) : 0u;
-                        for (ky = 0; ky < k_h; ++ky) {
-                            const int32_t iy = y0 + o->dilation_h * ky;
-                            if (iy < 0 || iy >= in_h) continue;
-                            for (kx = 0; kx < k_w; ++kx) {
-                                const int32_t ix = x0 + o->dilation_w * kx;
-                                int32_t xv, wv;
-                                if (ix < 0 || ix >= in_w) continue;
-                                xv = x[mq_offset4(in->dims, b, iy, ix, ic)];
-                                wv = w[mq_offset4(filter->dims, 0, ky, kx, oc)];
-                                acc += (uint32_t)(wv * (xv + in_offset));
-                            }
+                oc = 0;
+                if (dm == 1) { /* four channels side by side */
+                    for (; oc + 4 <= out_c; oc += 4) {
+                        const int8_t *wp = w + oc;
+                        uint32_t acc[4];
+                        acc[0] = (uint32_t)cp.folded_bias[oc];
+                        acc[1] = (uint32_t)cp.folded_bias[oc + 1];
+                        acc[2] = (uint32_t)cp.folded_bias[oc + 2];
+                        acc[3] = (uint32_t)cp.folded_bias[oc + 3];
+                        for (k = 0; k < ntaps; ++k, wp += out_c) mq_mac4(mq_load4(wp), mq_load4(taps[k] + oc), acc);
+                        for (c = 0; c < 4; ++c) {
+                            const mq_requant r = mq_requant_of(&cp, oc + c, out->zero_point, p.act_min, p.act_max);
+                            yp[oc + c] = mq_requant_out(&r, acc[c]);
                         }
                     }
+                }
+                for (; oc < out_c; ++oc) { /* the remaining channels, and depth multipliers above 1 */
+                    const int32_t ic = oc / dm;
+                    const int8_t *wp = w + oc;
+                    uint32_t acc = (uint32_t)cp.folded_bias[oc]; /* int32 modulo 2^32, as TFLM's */
+                    for (k = 0; k < ntaps; ++k, wp += out_c) acc += (uint32_t)((int32_t)*wp * (int32_t)taps[k][ic]);
                     yp[oc] = mq_channel_output(acc, &cp, oc, out->zero_point, p.act_min, p.act_max);
                 }
             }

@@ -1,0 +1,131 @@
+/* The column buffer and matrix product of mq_gemm.h: DSP instructions where the core has them. */
+#include "mq_gemm.h"
+
+
+/* Where value k of a slot lives: its group, the slot's half, the SXTB16 order within the group. */
+static inline uint32_t position(uint32_t slot, uint32_t k)
+{
+    return (k >> 2) * 8u + slot * 4u + ((k & 1u) << 1) + ((k & 2u) >> 1);
+}
+
+#if defined(__ARM_FEATURE_DSP)
+
+static inline uint32_t odd16(uint32_t v) /* bytes 1 and 3 sign-extended: SXTB16 with ROR #8 */
+{
+    uint32_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(v));
+    return r;
+}
+
+/* Four int8 as two words of int16 pairs: bytes 0 and 2, bytes 1 and 3 (the group order). */
+static inline void put_group(int16_t *at, const int8_t *src)
+{
+    uint32_t v, halves[2];
+    memcpy(&v, src, sizeof v); /* an unaligned LDR */
+    halves[0] = (uint32_t)__sxtb16((int8x4_t)v);
+    halves[1] = odd16(v);
+    memcpy(at, halves, sizeof halves);
+}
+
+/*
+ * acc[0..3] += the products over `groups` (>= 1) whole groups; the loop as written in assembly
+ * because GCC spills the 14 live registers it needs (4 accumulators, 4 column words, 2 weight
+ * words, 4 pointers and bounds), which doubles its instruction count. AAPCS: r0 = w0, r1 =
+ * row_stride, r2 = cols, r3 = groups, acc on the stack. Per group: 17 instructions, 16 multiplies.
+ */
+__attribute__((naked, noinline)) static void gemm_groups(const int8_t *w0 __attribute__((unused)),
+                                                         uint32_t row_stride __attribute__((unused)),
+                                                         const int16_t *cols __attribute__((unused)),
+                                                         uint32_t groups __attribute__((unused)),
+                                                         uint32_t *acc __attribute__((unused)))
+{
+    __asm__ volatile(
+        "push   {r4-r11, lr}\n\t"
+        "ldr    lr, [sp, #36]\n\t"       /* acc */
+        "ldm    lr, {r4-r7}\n\t"         /* r4 = acc00, r5 = acc01, r6 = acc10, r7 = acc11 */
+        "add    r3, r2, r3, lsl #4\n"    /* r3 = the end of the groups */
+        "1:\n\t"
+        "ldr    r12, [r0, r1]\n\t"       /* four weights of row 1 */
+        "ldm    r2!, {r8-r11}\n\t"       /* slot 0 (k0,k2) (k1,k3), slot 1 likewise */
+        "sxtb16 lr, r12\n\t"
+        "sxtb16 r12, r12, ror #8\n\t"
+        "smlad  r6, lr, r8, r6\n\t"
+        "smlad  r6, r12, r9, r6\n\t"
+        "smlad  r7, lr, r10, r7\n\t"
+        "smlad  r7, r12, r11, r7\n\t"
+        "ldr    r12, [r0], #4\n\t"       /* four weights of row 0 */
+        "sxtb16 lr, r12\n\t"
+        "sxtb16 r12, r12, ror #8\n\t"
+        "smlad  r4, lr, r8, r4\n\t"
+        "smlad  r4, r12, r9, r4\n\t"
+        "smlad  r5, lr, r10, r5\n\t"
+        "smlad  r5, r12, r11, r5\n\t"
+        "cmp    r2, r3\n\t"
+        "bne    1b\n\t"
+        "ldr    lr, [sp, #36]\n\t"
+        "stm    lr, {r4-r7}\n\t"
+        "pop    {r4-r11, pc}\n");
+}
+
+#else /* plain C */
+
+static inline void put_group(int16_t *at, const int8_t *src)
+{
+    at[0] = src[0];
+    at[1] = src[2];
+    at[2] = src[1];
+    at[3] = src[3];
+}
+
+static void gemm_groups(const int8_t *w0, uint32_t row_stride, const int16_t *cols, uint32_t groups, uint32_t *acc)
+{
+    const int8_t *w1 = w0 + row_stride;
+    uint32_t a00 = acc[0], a01 = acc[1], a10 = acc[2], a11 = acc[3];
+    for (; groups > 0; --groups, w0 += 4, w1 += 4, cols += 8) {
+        static const uint8_t at[4] = {0, 2, 1, 3}; /* k -> position in the group */
+        for (uint32_t j = 0; j < 4u; ++j) {
+            const int32_t x0 = cols[at[j]], x1 = cols[4u + at[j]], u = w0[j], v = w1[j];
+            a00 += (uint32_t)(u * x0);
+            a01 += (uint32_t)(u * x1);
+            a10 += (uint32_t)(v * x0);
+            a11 += (uint32_t)(v * x1);
+        }
+    }
+    acc[0] = a00;
+    acc[1] = a01;
+    acc[2] = a10;
+    acc[3] = a11;
+}
+
+#endif
+
+void mq_cols_put(int16_t *cols, uint32_t slot, uint32_t k, const int8_t *src, uint32_t n)
+{
+    for (; n > 0 && (k & 3u) != 0; --n, ++k, ++src) cols[position(slot, k)] = *src;
+    for (; n >= 4u; n -= 4u, k += 4u, src += 4) put_group(cols + position(slot, k), src);
+    for (; n > 0; --n, ++k, ++src) cols[position(slot, k)] = *src;
+}
+
+void mq_cols_fill(int16_t *cols, uint32_t slot, uint32_t k, uint32_t n, int16_t value)
+{
+    const uint32_t pair = (uint32_t)(uint16_t)value * 0x00010001u;
+    const uint32_t halves[2] = {pair, pair};
+    for (; n > 0 && (k & 3u) != 0; --n, ++k) cols[position(slot, k)] = value;
+    for (; n >= 4u; n -= 4u, k += 4u) memcpy(cols + position(slot, k), halves, sizeof halves);
+    for (; n > 0; --n, ++k) cols[position(slot, k)] = value;
+}
+
+void mq_gemm_2x2(const int8_t *w0, uint32_t row_stride, const int16_t *cols, uint32_t n, uint32_t acc[4])
+{
+    const int8_t *w1 = w0 + row_stride;
+    const uint32_t groups = n / 4u;
+    uint32_t k;
+    if (groups > 0) gemm_groups(w0, row_stride, cols, groups, acc);
+    for (k = groups * 4u; k < n; ++k) { /* the last, partial group */
+        const int32_t x0 = cols[position(0, k)], x1 = cols[position(1, k)];
+        acc[0] += (uint32_t)(w0[k] * x0);
+        acc[1] += (uint32_t)(w0[k] * x1);
+        acc[2] += (uint32_t)(w1[k] * x0);
+        acc[3] += (uint32_t)(w1[k] * x1);
+    }
+}
