@@ -160,17 +160,17 @@ mq_status mq_eval_depthwise_conv_2d(const mq_op_ctx *ctx)
                 oc = 0;
                 if (dm == 1) { /* four channels side by side */
                     for (; oc + 4 <= out_c; oc += 4) {
-                        const int8_t *wp = w + oc;
                         uint32_t acc[4];
                         acc[0] = (uint32_t)cp.folded_bias[oc];
                         acc[1] = (uint32_t)cp.folded_bias[oc + 1];
                         acc[2] = (uint32_t)cp.folded_bias[oc + 2];
                         acc[3] = (uint32_t)cp.folded_bias[oc + 3];
-                        for (k = 0; k < ntaps; ++k, wp += out_c) mq_mac4(mq_load4(wp), mq_load4(taps[k] + oc), acc);
-                        for (c = 0; c < 4; ++c) {
-                            const mq_requant r = mq_requant_of(&cp, oc + c, out->zero_point, p.act_min, p.act_max);
-                            yp[oc + c] = mq_requant_out(&r, acc[c]);
-                        }
+                        if (ntaps > 0) mq_taps_mac4(taps, ntaps, w + oc, (uint32_t)out_c, (uint32_t)oc, acc);
+                        /* Written out, so that acc[] stays in registers. */
+                        yp[oc] = mq_channel_output(acc[0], &cp, oc, out->zero_point, p.act_min, p.act_max);
+                        yp[oc + 1] = mq_channel_output(acc[1], &cp, oc + 1, out->zero_point, p.act_min, p.act_max);
+                        yp[oc + 2] = mq_channel_output(acc[2], &cp, oc + 2, out->zero_point, p.act_min, p.act_max);
+                        yp[oc + 3] = mq_channel_output(acc[3], &cp, oc + 3, out->zero_point, p.act_min, p.act_max);
                     }
                 }
                 for (; oc < out_c; ++oc) { /* the remaining channels, and depth multipliers above 1 */

@@ -34,6 +34,10 @@ void mq_cols_fill(int16_t *cols, uint32_t slot, uint32_t k, uint32_t n, int16_t 
 /* acc[2*i + j] += sum_k w_i[k] * slot_j[k] for k < n, where w_1 = w_0 + row_stride. */
 void mq_gemm_2x2(const int8_t *w0, uint32_t row_stride, const int16_t *cols, uint32_t n, uint32_t acc[4]);
 
+/* Depthwise: acc[c] += sum_t w[t * stride + c] * taps[t][offset + c] for c < 4 over ntaps (>= 1) taps. */
+void mq_taps_mac4(const int8_t *const *taps, uint32_t ntaps, const int8_t *w, uint32_t stride, uint32_t offset,
+                  uint32_t acc[4]);
+
 /* Four int8 at p (any alignment) as a word. */
 static inline uint32_t mq_load4(const int8_t *p)
 {

@@ -238,7 +238,11 @@ static inline __attribute__((always_inline)) mq_requant mq_requant_of(const mq_c
     mq_requant r;
     r.multiplier = cp->multiplier[ch];
     r.shift = cp->shift[ch];
-    r.k = ((int64_t)1 << 30) + (r.shift < 0 ? (int64_t)1 << (30 - r.shift) : 0);
+    { /* 2^30 + 2^(30 + r) for r = -shift >= 1, as its two words */
+        const uint32_t lo = 0x40000000u | (r.shift == -1 ? 0x80000000u : 0u);
+        const uint32_t hi = r.shift <= -2 ? 1u << (-r.shift - 2) : 0u;
+        r.k = (int64_t)(((uint64_t)hi << 32) | lo);
+    }
     r.zero_point = out_zp;
     r.lo = lo;
     r.hi = hi;
