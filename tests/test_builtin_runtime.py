@@ -329,6 +329,21 @@ def test_arena_required_is_exactly_what_fits(shared_models, name):
     assert rt.try_arena(bound) == ("MQ_OK", need)
 
 
+@pytest.mark.parametrize("name", SHARED)
+def test_outputs_written_over_inputs_shrink_the_activations_and_keep_the_bits(shared_models, name):
+    """Convolutions, ADD and RESHAPE take the memory of an input nothing reads afterwards: the
+    activation area (scratch included) is below the tensors-only plan, and the outputs are
+    unchanged (tflm-host is the oracle)."""
+    from mcuquant.export import estimate_arena_bytes, parse_model
+
+    model = (shared_models / name).read_bytes()
+    info, _, _ = parse_model(model)
+    rt = host.HostRuntime(model)
+    assert rt.activation_bytes < estimate_arena_bytes(info)
+    xs = random_int8_inputs(rt.input_shape, 5, seed=7)
+    assert np.array_equal(builtin_outputs(model, xs), tflm_outputs(model, xs))
+
+
 def test_preserve_all_needs_more_arena_and_keeps_every_tensor(shared_models):
     model = (shared_models / "kws_ref_model.tflite").read_bytes()
     plain, traced = host.HostRuntime(model), host.HostRuntime(model, preserve_all=True)

@@ -285,9 +285,10 @@ def test_builtin_export_has_the_runtime_arena_and_code_size(kws_bytes, tmp_path)
     assert result.arena_bytes == in_flash.arena_bytes_for(sizes) == runtime.arena_bytes_for(sizes) - runtime.prepared_bytes
     assert f"{result.identifier}_prepared[]" in (tmp_path / "model_data.c").read_text()
     metadata = result.arena_bytes - runtime.activation_bytes  # the planner's entries fit the activation area
-    # The activations alone are what the export's planner estimates for tflm; metadata comes on top.
+    # Outputs written over their inputs (the convolutions, RESHAPE) make the builtin's activations,
+    # scratch included, smaller than the tensors-only plan the export estimates for tflm.
     info, _, _ = parse_model(kws_bytes)
-    assert runtime.activation_bytes == estimate_arena_bytes(info)
+    assert runtime.activation_bytes < estimate_arena_bytes(info)
     assert 0 < metadata < result.arena_bytes
     assert result.runtime_code_bytes == cross_build("cortex-m4").code_bytes > 10_000
     config = (tmp_path / "model_config.h").read_text()

@@ -26,6 +26,7 @@ typedef struct mq_kernel {
     mq_op_fn eval;
     mq_prepare_fn prepare; /* NULL: nothing to compute once */
     mq_scratch_fn scratch; /* NULL: no working memory */
+    mq_in_place_fn in_place; /* NULL: never writes over an input */
 } mq_kernel;
 
 /* The kernel for a builtin code, NULL when the runtime has none. */
@@ -42,7 +43,9 @@ typedef struct mq_op {
 /* Working state of the planner (in the arena, dead after mq_init): one entry per tensor, then one
  * per operator for its scratch memory (entry ntensors + i: operator i's, live at step i only). */
 typedef struct mq_plan_entry {
-    uint32_t bytes;     /* what it occupies: the tensor's bytes, or the operator's scratch bytes */
+    uint32_t bytes;     /* what it occupies: the tensor's bytes, or the operator's scratch bytes (for a
+                           tensor others share memory with: the largest of them) */
+    int32_t shares;     /* -1, or the tensor whose memory this one takes over (an in-place output) */
     int32_t first;      /* first operator step the tensor is live, INT32_MAX if never */
     int32_t last;       /* last operator step, -1 if never */
     int32_t writer;     /* first operator writing it; -1 if available from the start */
@@ -102,13 +105,14 @@ typedef struct mq_model {
 } mq_model;
 
 /* Bounds of what prepare() asks for: per output channel (mq_prepare_channel_params takes 9) and per
- * operator (alignment). */
+ * operator (alignment, or parameters of a fixed size such as ADD's multipliers). */
 #define MQ_PREPARED_PER_CHANNEL 12u
-#define MQ_PREPARED_PER_OP 16u
+#define MQ_PREPARED_PER_OP 64u
 
 /* An operator's scratch memory is at most this many bytes per byte of the model's largest constant
- * tensor (an im2col buffer of two windows in int16 takes 4 per filter byte), plus 16: it bounds the
- * activation area before the operators are checked. mq_init fails with MQ_ERR_LIMIT beyond it. */
+ * tensor (an im2col buffer of two windows in int16 takes 4 per filter byte), plus the largest
+ * activation tensor (rows of an output written over its input), plus 16: it bounds the activation
+ * area before the operators are checked. mq_init fails with MQ_ERR_LIMIT beyond it. */
 #define MQ_SCRATCH_PER_CONSTANT_BYTE 4u
 /* Reads the header, the subgraph's vectors and every buffer (external data is rejected). */
 mq_status mq_model_open(mq_interpreter *it, mq_model *m);
@@ -135,6 +139,10 @@ mq_status mq_model_load(mq_interpreter *it, mq_model *m, const mq_model_dest *de
  * one of its own inputs; every graph output is written.
  */
 mq_status mq_plan_lifetimes(mq_interpreter *it, mq_plan_entry *plan, int preserve_all);
+
+/* Operator `op` may write output tensor `out` over input tensor `in`: the planner lets them share
+ * memory when `in` is free after this step. Returns 1 if they share. After mq_plan_lifetimes. */
+int mq_plan_share(mq_interpreter *it, mq_plan_entry *plan, uint32_t op, uint32_t in, uint32_t out);
 
 /* Operator `op`'s scratch block of `bytes` (0: none), after mq_plan_lifetimes and check(). */
 void mq_plan_scratch(mq_interpreter *it, mq_plan_entry *plan, uint32_t op, uint32_t bytes);

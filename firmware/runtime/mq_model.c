@@ -428,7 +428,7 @@ mq_status mq_model_load(mq_interpreter *it, mq_model *m, const mq_model_dest *de
     uint8_t variable;
 
     uint64_t most_channels = 0; /* the largest last dimension of any tensor */
-    uint64_t largest_constant = 0;
+    uint64_t largest_constant = 0, largest_activation = 0;
     m->nio = 0;
     m->activation_bound = 0;
     for (uint32_t i = 0; i < m->tensors.len; ++i) {
@@ -436,6 +436,7 @@ mq_status mq_model_load(mq_interpreter *it, mq_model *m, const mq_model_dest *de
         TRY(parse_tensor(it, m, i, t, &variable));
         if (!t->is_constant) m->activation_bound += align_up(t->bytes);
         if (t->is_constant && t->bytes > largest_constant) largest_constant = t->bytes;
+        if (!t->is_constant && t->bytes > largest_activation) largest_activation = t->bytes;
         if (t->ndims > 0 && (uint64_t)t->dims[t->ndims - 1] > most_channels) most_channels = (uint64_t)t->dims[t->ndims - 1];
         t->reserved = variable; /* the planner gives variable tensors the whole run */
     }
@@ -473,7 +474,7 @@ mq_status mq_model_load(mq_interpreter *it, mq_model *m, const mq_model_dest *de
     }
     m->nio = io_slot;
     /* Scratch blocks live one operator each: the activation area grows by the largest at most. */
-    m->scratch_limit = MQ_SCRATCH_PER_CONSTANT_BYTE * largest_constant + MQ_ARENA_ALIGN; /* < 2^35 */
+    m->scratch_limit = MQ_SCRATCH_PER_CONSTANT_BYTE * largest_constant + largest_activation + MQ_ARENA_ALIGN; /* < 2^36 */
     m->activation_bound += align_up(m->scratch_limit);
     /* Prepared data is per output channel (at most the largest last dimension) plus alignment. */
     {

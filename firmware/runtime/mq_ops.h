@@ -14,6 +14,12 @@
  *   mq_status mq_scratch_<op>(const mq_op_ctx *ctx, uint32_t *bytes);
  * called by mq_init after check(); the planner places that many bytes (16-byte aligned) in the
  * activation area, live during this operator only, and eval() finds them at ctx->scratch.
+ * An operator that can write its output over one of its inputs has a fifth:
+ *   int32_t mq_in_place_<op>(const mq_op_ctx *ctx);
+ * which returns the index of that input (or -1: not for these shapes or options). When that input
+ * is not needed after this operator (not a graph input or output, not a variable, last read here),
+ * the planner gives the output the input's memory and sets ctx->in_place before scratch() is asked,
+ * and eval() must then give the same bits as with separate memory.
  *
  * check() validates everything eval() relies on, because the model may be hostile: input and
  * output counts, types, ranks, every dimension relation the kernel uses for indexing, quantization
@@ -111,26 +117,33 @@ typedef struct mq_op_ctx {
     const mq_op_options *options;
     const uint8_t *prepared;    /* what the operator's prepare() filled at mq_init, NULL without one */
     uint8_t *scratch;           /* the working memory scratch() asked for, NULL without */
+    int32_t in_place;           /* 1: outputs[0] shares the memory of the input in_place() named */
 } mq_op_ctx;
 
 typedef mq_status (*mq_op_fn)(const mq_op_ctx *ctx);
 typedef mq_status (*mq_prepare_fn)(const mq_op_ctx *ctx, uint8_t *out, uint32_t *bytes);
 typedef mq_status (*mq_scratch_fn)(const mq_op_ctx *ctx, uint32_t *bytes);
+typedef int32_t (*mq_in_place_fn)(const mq_op_ctx *ctx);
 
 #define MQ_DECLARE_PREPARE(name) mq_status mq_prepare_##name(const mq_op_ctx *ctx, uint8_t *out, uint32_t *bytes);
 #define MQ_DECLARE_SCRATCH(name) mq_status mq_scratch_##name(const mq_op_ctx *ctx, uint32_t *bytes);
+#define MQ_DECLARE_IN_PLACE(name) int32_t mq_in_place_##name(const mq_op_ctx *ctx);
 
 #define MQ_DECLARE_OP(name) \
     mq_status mq_check_##name(const mq_op_ctx *ctx); \
     mq_status mq_eval_##name(const mq_op_ctx *ctx);
 
 MQ_DECLARE_OP(add)
+MQ_DECLARE_PREPARE(add)
+MQ_DECLARE_IN_PLACE(add)
 MQ_DECLARE_OP(average_pool_2d)
 MQ_DECLARE_OP(concatenation)
 MQ_DECLARE_OP(conv_2d)
 MQ_DECLARE_SCRATCH(conv_2d)
+MQ_DECLARE_IN_PLACE(conv_2d)
 MQ_DECLARE_OP(depthwise_conv_2d)
 MQ_DECLARE_SCRATCH(depthwise_conv_2d)
+MQ_DECLARE_IN_PLACE(depthwise_conv_2d)
 MQ_DECLARE_OP(dequantize)
 MQ_DECLARE_OP(fully_connected)
 MQ_DECLARE_OP(logistic)
@@ -139,6 +152,7 @@ MQ_DECLARE_OP(mul)
 MQ_DECLARE_OP(relu)
 MQ_DECLARE_OP(relu6)
 MQ_DECLARE_OP(reshape)
+MQ_DECLARE_IN_PLACE(reshape)
 MQ_DECLARE_OP(softmax)
 MQ_DECLARE_OP(tanh)
 MQ_DECLARE_OP(pad)
@@ -150,13 +164,17 @@ MQ_DECLARE_OP(batch_to_space_nd)
 MQ_DECLARE_OP(space_to_batch_nd)
 MQ_DECLARE_OP(transpose)
 MQ_DECLARE_OP(sub)
+MQ_DECLARE_PREPARE(sub)
+MQ_DECLARE_IN_PLACE(sub)
 MQ_DECLARE_OP(squeeze)
+MQ_DECLARE_IN_PLACE(squeeze)
 MQ_DECLARE_OP(strided_slice)
 MQ_DECLARE_OP(split)
 MQ_DECLARE_OP(prelu)
 MQ_DECLARE_OP(maximum)
 MQ_DECLARE_OP(minimum)
 MQ_DECLARE_OP(expand_dims)
+MQ_DECLARE_IN_PLACE(expand_dims)
 MQ_DECLARE_OP(reduce_max)
 MQ_DECLARE_OP(leaky_relu)
 MQ_DECLARE_OP(split_v)

@@ -8,6 +8,9 @@
  * overlaps; the activation area is the highest end, rounded up to MQ_ARENA_ALIGN. An operator's
  * scratch memory (an im2col buffer) is placed the same way, as a block live at that operator's
  * step only, so this is all the run-time memory besides the metadata and the prepared data.
+ * An operator's output that may be written over an input the graph no longer needs afterwards
+ * (mq_plan_share) takes that input's memory: the pair is placed as one block, live from the
+ * first to the last step of either, as large as the larger.
  *
  * O(n log n) ordering (heapsort: no recursion) and O(n^2) placement for n planned tensors;
  * working memory is the plan array in the arena (see mq_internal.h).
@@ -49,6 +52,7 @@ mq_status mq_plan_lifetimes(mq_interpreter *it, mq_plan_entry *plan, int preserv
         plan[t].last = -1;
         plan[t].writer = INT32_MAX;
         plan[t].offset = 0;
+        plan[t].shares = -1;
     }
     for (uint32_t k = 0; k < it->ninputs; ++k) {
         mq_plan_entry *e = &plan[it->input_index[k]];
@@ -100,6 +104,22 @@ mq_status mq_plan_lifetimes(mq_interpreter *it, mq_plan_entry *plan, int preserv
     return MQ_OK;
 }
 
+int mq_plan_share(mq_interpreter *it, mq_plan_entry *plan, uint32_t op, uint32_t in, uint32_t out)
+{
+    const mq_tensor *t = &it->tensors[in];
+    uint32_t root = in;
+    if (t->is_constant || t->reserved || plan[in].writer < 0 || plan[in].last != (int32_t)op) return 0;
+    if (plan[out].shares >= 0 || plan[out].writer != (int32_t)op) return 0;
+    for (uint32_t k = 0; k < it->noutputs; ++k)
+        if ((uint32_t)it->output_index[k] == in) return 0;
+    while (plan[root].shares >= 0) root = (uint32_t)plan[root].shares; /* a chain of in-place steps */
+    plan[out].shares = (int32_t)root;
+    if (plan[out].first < plan[root].first) plan[root].first = plan[out].first;
+    if (plan[out].last > plan[root].last) plan[root].last = plan[out].last;
+    if (plan[out].bytes > plan[root].bytes) plan[root].bytes = plan[out].bytes;
+    return 1;
+}
+
 void mq_plan_scratch(mq_interpreter *it, mq_plan_entry *plan, uint32_t op, uint32_t bytes)
 {
     mq_plan_entry *e = &plan[it->ntensors + op];
@@ -147,7 +167,7 @@ mq_status mq_plan_place(mq_interpreter *it, mq_plan_entry *plan)
 {
     size_t n = 0;
     for (uint32_t t = 0; t < it->ntensors + it->nops; ++t)
-        if (plan[t].last >= 0) plan[n++].order = t;
+        if (plan[t].last >= 0 && plan[t].shares < 0) plan[n++].order = t;
     sort_order(plan, n);
 
     uint64_t high = 0;
@@ -180,6 +200,8 @@ mq_status mq_plan_place(mq_interpreter *it, mq_plan_entry *plan)
         ++nplaced;
         if (offset + size > high) high = offset + size;
     }
+    for (uint32_t t = 0; t < it->ntensors; ++t)
+        if (plan[t].shares >= 0) plan[t].offset = plan[plan[t].shares].offset;
     high = align_up(high);
     if (high > SIZE_MAX) {
         it->error_detail = "activations do not fit in the address space";

@@ -62,6 +62,23 @@ static mq_status check(const mq_op_ctx *ctx, int32_t sign)
     return add_prepare(ctx, sign, &p, &bc);
 }
 
+/* The multipliers (computed in double) once, at mq_init. */
+static mq_status prepare(const mq_op_ctx *ctx, int32_t sign, uint8_t *out, uint32_t *bytes)
+{
+    mq_broadcast bc;
+    *bytes = (uint32_t)sizeof(add_params);
+    return out == NULL ? MQ_OK : add_prepare(ctx, sign, (add_params *)(void *)out, &bc);
+}
+
+/* The output may take the memory of an input of its own shape: element i of that input is read
+ * before element i of the output is written, and nothing else reads it. */
+int32_t mq_in_place_add(const mq_op_ctx *ctx)
+{
+    if (ctx->inputs[0]->bytes == ctx->outputs[0]->bytes) return 0;
+    if (ctx->inputs[1]->bytes == ctx->outputs[0]->bytes) return 1;
+    return -1;
+}
+
 static void add_row(const int8_t *in1, uint32_t step1, const int8_t *in2, uint32_t step2,
                     int8_t *out, int32_t n, const void *params)
 {
@@ -80,18 +97,20 @@ static void add_row(const int8_t *in1, uint32_t step1, const int8_t *in2, uint32
     }
 }
 
-static mq_status eval(const mq_op_ctx *ctx, int32_t sign)
+mq_status mq_eval_add(const mq_op_ctx *ctx)
 {
-    add_params p;
     mq_broadcast bc;
-    mq_status s = add_prepare(ctx, sign, &p, &bc);
-    if (s != MQ_OK) return s;
+    (void)mq_broadcast_prepare(ctx->inputs[0], ctx->inputs[1], ctx->outputs[0], &bc); /* checked at mq_init */
     mq_broadcast_run(&bc, (const int8_t *)ctx->inputs[0]->data, (const int8_t *)ctx->inputs[1]->data,
-                     (int8_t *)ctx->outputs[0]->data, add_row, &p);
+                     (int8_t *)ctx->outputs[0]->data, add_row, ctx->prepared);
     return MQ_OK;
 }
 
 mq_status mq_check_add(const mq_op_ctx *ctx) { return check(ctx, 1); }
-mq_status mq_eval_add(const mq_op_ctx *ctx) { return eval(ctx, 1); }
+mq_status mq_prepare_add(const mq_op_ctx *ctx, uint8_t *out, uint32_t *bytes) { return prepare(ctx, 1, out, bytes); }
 mq_status mq_check_sub(const mq_op_ctx *ctx) { return check(ctx, -1); }
-mq_status mq_eval_sub(const mq_op_ctx *ctx) { return eval(ctx, -1); }
+mq_status mq_prepare_sub(const mq_op_ctx *ctx, uint8_t *out, uint32_t *bytes) { return prepare(ctx, -1, out, bytes); }
+/* The same loop: the sign is in the prepared parameters. */
+mq_status mq_eval_sub(const mq_op_ctx *ctx) { return mq_eval_add(ctx); }
+/* The same rule: SUB reads and writes element by element too. */
+int32_t mq_in_place_sub(const mq_op_ctx *ctx) { return mq_in_place_add(ctx); }

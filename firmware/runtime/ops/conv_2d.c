@@ -62,12 +62,48 @@ mq_status mq_prepare_conv_2d(const mq_op_ctx *ctx, uint8_t *out, uint32_t *bytes
     return mq_prepare_channel_params(&w, filter->dims[0], per_filter, per_filter, 1u, out, bytes);
 }
 
+/*
+ * Writing the output over the input (when the planner lets them share memory):
+ * - a pointwise convolution (1x1, stride 1) with no more output than input channels reads each
+ *   pair of pixels into the columns before it writes them, over bytes already read;
+ * - with stride 1 down the rows, output row oy reads input rows from oy - pad_top on, so input row
+ *   oy - pad_top is no longer needed once output row oy is done: rows are computed into a ring of
+ *   pad_top + 1 rows (scratch) and each is copied over the input once its last reader is done.
+ */
+typedef enum { OVER_NOTHING, OVER_PIXELS, OVER_ROWS } conv_overwrite;
+
+static conv_overwrite overwrite_mode(const mq_op_ctx *ctx, const conv_params *p)
+{
+    const mq_op_options *o = ctx->options;
+    const mq_tensor *in = ctx->inputs[0], *filter = ctx->inputs[1], *out = ctx->outputs[0];
+    const int64_t in_row = (int64_t)in->dims[2] * in->dims[3], out_row = (int64_t)out->dims[2] * out->dims[3];
+    if (filter->dims[3] != in->dims[3] || in->dims[0] != 1) return OVER_NOTHING;
+    if (filter->dims[1] == 1 && filter->dims[2] == 1 && o->stride_h == 1 && o->stride_w == 1 &&
+        out->dims[3] <= in->dims[3])
+        return OVER_PIXELS;
+    if (o->stride_h == 1 && out_row <= in_row && p->pad_h >= 0 && 2 * ((int64_t)p->pad_h + 1) <= out->dims[1])
+        return OVER_ROWS;
+    return OVER_NOTHING;
+}
+
+int32_t mq_in_place_conv_2d(const mq_op_ctx *ctx)
+{
+    conv_params p;
+    if (conv_prepare(ctx, &p, 0) != MQ_OK) return -1;
+    return overwrite_mode(ctx, &p) != OVER_NOTHING ? 0 : -1;
+}
+
 mq_status mq_scratch_conv_2d(const mq_op_ctx *ctx, uint32_t *bytes)
 {
-    const mq_tensor *in = ctx->inputs[0], *filter = ctx->inputs[1];
+    const mq_tensor *in = ctx->inputs[0], *filter = ctx->inputs[1], *out = ctx->outputs[0];
     const uint32_t per_filter = (uint32_t)filter->dims[1] * (uint32_t)filter->dims[2] * (uint32_t)filter->dims[3];
+    conv_params p;
+    mq_status s = conv_prepare(ctx, &p, 0);
+    if (s != MQ_OK) return s;
     /* Grouped convolutions take the direct loop; the others two windows of columns. */
     *bytes = filter->dims[3] == in->dims[3] ? MQ_COLS_BYTES(per_filter) : 0u;
+    if (ctx->in_place && overwrite_mode(ctx, &p) == OVER_ROWS) /* and the ring of output rows */
+        *bytes += (uint32_t)(p.pad_h + 1) * (uint32_t)out->dims[2] * (uint32_t)out->dims[3];
     return MQ_OK;
 }
 
@@ -152,17 +188,51 @@ static void eval_grouped(const mq_op_ctx *ctx, const conv_params *p, const mq_ch
     }
 }
 
-mq_status mq_eval_conv_2d(const mq_op_ctx *ctx)
+/* Output pixels first..first+count-1 (flat indices) into dst, two pixels by two channels per step. */
+static void conv_pixels(const mq_op_ctx *ctx, const conv_params *p, const mq_channel_params *cp, int16_t *cols,
+                        int32_t first, int32_t count, int8_t *dst)
 {
     const mq_tensor *filter = ctx->inputs[1], *out = ctx->outputs[0];
     const int8_t *w = (const int8_t *)filter->data;
+    const int32_t out_h = out->dims[1], out_w = out->dims[2], out_c = out->dims[3];
+    const uint32_t per_filter = (uint32_t)filter->dims[1] * (uint32_t)filter->dims[2] * (uint32_t)filter->dims[3];
+    int32_t i, oc;
+    for (i = 0; i < count; i += 2) {
+        const int two = i + 1 < count;
+        int8_t *ya = dst + (uint32_t)i * (uint32_t)out_c, *yb = ya + out_c;
+        int32_t q;
+        for (q = 0; q < 2; ++q) {
+            const int32_t at = first + (two ? i + q : i); /* an odd last pixel fills both slots */
+            put_window(cols, (uint32_t)q, ctx, p, at / (out_h * out_w), (at / out_w) % out_h, at % out_w);
+        }
+        for (oc = 0; oc < out_c; oc += 2) {
+            const int pair = oc + 1 < out_c;
+            const mq_requant r0 = mq_requant_of(cp, oc, out->zero_point, p->act_min, p->act_max);
+            uint32_t acc[4];
+            acc[0] = acc[1] = (uint32_t)cp->folded_bias[oc];
+            acc[2] = acc[3] = pair ? (uint32_t)cp->folded_bias[oc + 1] : 0u;
+            mq_gemm_2x2(w + (uint32_t)oc * per_filter, pair ? per_filter : 0u, cols, per_filter, acc);
+            ya[oc] = mq_requant_out(&r0, acc[0]);
+            if (two) yb[oc] = mq_requant_out(&r0, acc[1]);
+            if (pair) {
+                const mq_requant r1 = mq_requant_of(cp, oc + 1, out->zero_point, p->act_min, p->act_max);
+                ya[oc + 1] = mq_requant_out(&r1, acc[2]);
+                if (two) yb[oc + 1] = mq_requant_out(&r1, acc[3]);
+            }
+        }
+    }
+}
+
+mq_status mq_eval_conv_2d(const mq_op_ctx *ctx)
+{
+    const mq_tensor *filter = ctx->inputs[1], *out = ctx->outputs[0];
     int8_t *y = (int8_t *)out->data;
     const int32_t out_h = out->dims[1], out_w = out->dims[2], out_c = out->dims[3];
     const uint32_t per_filter = (uint32_t)filter->dims[1] * (uint32_t)filter->dims[2] * (uint32_t)filter->dims[3];
     const mq_channel_params cp = mq_channel_params_of(ctx->prepared, out_c);
     int16_t *cols = (int16_t *)(void *)ctx->scratch;
-    const int32_t pixels = out->dims[0] * out_h * out_w;
-    int32_t pix, oc;
+    const uint32_t out_row = (uint32_t)out_w * (uint32_t)out_c;
+    int32_t oy;
     conv_params p;
     mq_status s = conv_prepare(ctx, &p, 0);
     if (s != MQ_OK) return s;
@@ -170,31 +240,20 @@ mq_status mq_eval_conv_2d(const mq_op_ctx *ctx)
         eval_grouped(ctx, &p, &cp);
         return MQ_OK;
     }
-
-    /* Two output pixels (consecutive in memory) by two output channels per step. */
-    for (pix = 0; pix < pixels; pix += 2) {
-        const int two = pix + 1 < pixels;
-        int8_t *ya = y + (uint32_t)pix * (uint32_t)out_c, *yb = ya + out_c;
-        int32_t q;
-        for (q = 0; q < 2; ++q) {
-            const int32_t at = two ? pix + q : pix; /* an odd last pixel fills both slots */
-            put_window(cols, (uint32_t)q, ctx, &p, at / (out_h * out_w), (at / out_w) % out_h, at % out_w);
+    if (!ctx->in_place || overwrite_mode(ctx, &p) != OVER_ROWS) {
+        conv_pixels(ctx, &p, &cp, cols, 0, out->dims[0] * out_h * out_w, y);
+        return MQ_OK;
+    }
+    { /* over the input, row by row through the ring */
+        int8_t *ring = (int8_t *)(void *)((uint8_t *)(void *)cols + MQ_COLS_BYTES(per_filter));
+        const int32_t nring = p.pad_h + 1;
+        for (oy = 0; oy < out_h; ++oy) {
+            conv_pixels(ctx, &p, &cp, cols, oy * out_w, out_w, ring + (uint32_t)(oy % nring) * out_row);
+            if (oy >= p.pad_h) /* input row oy - pad_top has had its last reader */
+                memcpy(y + (uint32_t)(oy - p.pad_h) * out_row, ring + (uint32_t)((oy - p.pad_h) % nring) * out_row, out_row);
         }
-        for (oc = 0; oc < out_c; oc += 2) {
-            const int pair = oc + 1 < out_c;
-            const mq_requant r0 = mq_requant_of(&cp, oc, out->zero_point, p.act_min, p.act_max);
-            uint32_t acc[4];
-            acc[0] = acc[1] = (uint32_t)cp.folded_bias[oc];
-            acc[2] = acc[3] = pair ? (uint32_t)cp.folded_bias[oc + 1] : 0u;
-            mq_gemm_2x2(w + (uint32_t)oc * per_filter, pair ? per_filter : 0u, cols, per_filter, acc);
-            ya[oc] = mq_requant_out(&r0, acc[0]);
-            if (two) yb[oc] = mq_requant_out(&r0, acc[1]);
-            if (pair) {
-                const mq_requant r1 = mq_requant_of(&cp, oc + 1, out->zero_point, p.act_min, p.act_max);
-                ya[oc + 1] = mq_requant_out(&r1, acc[2]);
-                if (two) yb[oc + 1] = mq_requant_out(&r1, acc[3]);
-            }
-        }
+        for (oy = out_h - p.pad_h; oy < out_h; ++oy)
+            memcpy(y + (uint32_t)oy * out_row, ring + (uint32_t)(oy % nring) * out_row, out_row);
     }
     return MQ_OK;
 }
