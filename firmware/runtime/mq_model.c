@@ -476,9 +476,11 @@ mq_status mq_model_load(mq_interpreter *it, mq_model *m, const mq_model_dest *de
     /* Scratch blocks live one operator each: the activation area grows by the largest at most. */
     m->scratch_limit = MQ_SCRATCH_PER_CONSTANT_BYTE * largest_constant + largest_activation + MQ_ARENA_ALIGN; /* < 2^36 */
     m->activation_bound += align_up(m->scratch_limit);
-    /* Prepared data is per output channel (at most the largest last dimension) plus alignment. */
+    /* Prepared data is per output channel (at most the largest last dimension), alignment and
+     * repacked weights (at most MQ_PREPARED_PER_CONSTANT_BYTE bytes per byte of the largest constant). */
     {
-        const uint64_t per_op = MQ_PREPARED_PER_OP + MQ_PREPARED_PER_CHANNEL * most_channels; /* < 2^36 */
+        const uint64_t per_op = MQ_PREPARED_PER_OP + MQ_PREPARED_PER_CHANNEL * most_channels +
+                                MQ_PREPARED_PER_CONSTANT_BYTE * largest_constant; /* < 2^40 */
         const uint64_t ops = m->operators.len;
         m->prepared_bound = ops != 0 && per_op > UINT64_MAX / ops ? UINT64_MAX : ops * per_op;
     }

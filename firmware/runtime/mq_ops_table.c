@@ -9,6 +9,9 @@
 /* An output that may take an input's memory, without scratch (with or without prepared data). */
 #define MQ_PREPARED_OVER_INPUT_KERNEL(code, name) \
     {code, mq_check_##name, mq_eval_##name, mq_prepare_##name, NULL, mq_in_place_##name}
+/* Prepared data and scratch memory. */
+#define MQ_PREPARED_SCRATCH_KERNEL(code, name) \
+    {code, mq_check_##name, mq_eval_##name, mq_prepare_##name, mq_scratch_##name, NULL}
 #define MQ_OVER_INPUT_KERNEL(code, name) {code, mq_check_##name, mq_eval_##name, NULL, NULL, mq_in_place_##name}
 
 static const mq_kernel kernels[] = {
@@ -45,7 +48,7 @@ static const mq_kernel kernels[] = {
     MQ_KERNEL(MQ_OP_REDUCE_MAX, reduce_max),
     MQ_KERNEL(MQ_OP_LEAKY_RELU, leaky_relu),
     MQ_KERNEL(MQ_OP_SPLIT_V, split_v),
-    MQ_KERNEL(MQ_OP_UNIDIRECTIONAL_SEQUENCE_LSTM, unidirectional_sequence_lstm),
+    MQ_PREPARED_SCRATCH_KERNEL(MQ_OP_UNIDIRECTIONAL_SEQUENCE_LSTM, unidirectional_sequence_lstm),
 };
 
 const mq_kernel *mq_find_kernel(int32_t code)

@@ -63,44 +63,40 @@ void mq_dot_2x1(const int8_t *w0, const int8_t *w1, const int8_t *x, uint32_t n,
     acc[1] = tail(w1, x, k, n, (uint32_t)a1);
 }
 
-void mq_dot_1x1(const int8_t *w, const int8_t *x, uint32_t n, uint32_t *acc)
+/*
+ * acc[0..3] += four rows packed by mq_pack_rows4 times `words` (>= 1) words of v; returns the end of
+ * the rows. In assembly so that the 13 live registers stay registers. AAPCS: r0 = packed rows,
+ * r1 = v, r2 = words, r3 = acc. Per word of v: 15 instructions, 16 multiplies (the weights come
+ * as int16 pairs in SXTB16 order: no split).
+ */
+__attribute__((naked, noinline)) const int16_t *mq_dot_packed4(const int16_t *rows __attribute__((unused)),
+                                                               const int8_t *v __attribute__((unused)),
+                                                               uint32_t words __attribute__((unused)),
+                                                               uint32_t acc[4] __attribute__((unused)))
 {
-    int32_t a = mq_wrap_i32(*acc);
-    uint32_t k = 0;
-    for (; k + 4u <= n; k += 4u) {
-        const uint32_t xv = load4(x + k), wv = load4(w + k);
-        a = __smlad(odd16(wv), odd16(xv), __smlad(even16(wv), even16(xv), a));
-    }
-    *acc = tail(w, x, k, n, (uint32_t)a);
-}
-
-void mq_sum_2(const int8_t *w0, const int8_t *w1, uint32_t n, uint32_t sums[2])
-{
-    const int16x2_t ones = 0x00010001; /* SMLAD with (1, 1): the sum of both int16 halves */
-    int32_t s0 = mq_wrap_i32(sums[0]), s1 = mq_wrap_i32(sums[1]);
-    uint32_t k = 0;
-    for (; k + 4u <= n; k += 4u) {
-        const uint32_t a = load4(w0 + k), b = load4(w1 + k);
-        s0 = __smlad(odd16(a), ones, __smlad(even16(a), ones, s0));
-        s1 = __smlad(odd16(b), ones, __smlad(even16(b), ones, s1));
-    }
-    sums[0] = (uint32_t)s0;
-    sums[1] = (uint32_t)s1;
-    for (; k < n; ++k) {
-        sums[0] += (uint32_t)(int32_t)w0[k];
-        sums[1] += (uint32_t)(int32_t)w1[k];
-    }
-}
-
-void mq_mac_4ch(const int8_t *w, const int8_t *x, uint32_t acc[4])
-{
-    const uint32_t wv = load4(w), xv = load4(x);
-    const int16x2_t we = even16(wv), wo = odd16(wv), xe = even16(xv), xo = odd16(xv);
-    /* SMLABB / SMLATT: the bottom / top int16 halves multiplied, one product each. */
-    acc[0] = (uint32_t)__smlabb(we, xe, mq_wrap_i32(acc[0]));
-    acc[2] = (uint32_t)__smlatt(we, xe, mq_wrap_i32(acc[2]));
-    acc[1] = (uint32_t)__smlabb(wo, xo, mq_wrap_i32(acc[1]));
-    acc[3] = (uint32_t)__smlatt(wo, xo, mq_wrap_i32(acc[3]));
+    __asm__ volatile(
+        "push   {r3-r11, lr}\n\t"
+        "ldm    r3, {r4-r7}\n\t"         /* the four accumulators */
+        "add    r2, r1, r2, lsl #2\n"     /* the end of v */
+        "1:\n\t"
+        "ldr    r12, [r1], #4\n\t"       /* four values of v */
+        "sxtb16 lr, r12\n\t"             /* v0, v2 */
+        "sxtb16 r12, r12, ror #8\n\t"    /* v1, v3 */
+        "ldm    r0!, {r8-r11}\n\t"       /* rows 0 and 1: (w0, w2), (w1, w3) each */
+        "smlad  r4, r8, lr, r4\n\t"
+        "smlad  r4, r9, r12, r4\n\t"
+        "smlad  r5, r10, lr, r5\n\t"
+        "smlad  r5, r11, r12, r5\n\t"
+        "ldm    r0!, {r8-r11}\n\t"       /* rows 2 and 3 */
+        "smlad  r6, r8, lr, r6\n\t"
+        "smlad  r6, r9, r12, r6\n\t"
+        "smlad  r7, r10, lr, r7\n\t"
+        "smlad  r7, r11, r12, r7\n\t"
+        "cmp    r1, r2\n\t"
+        "bne    1b\n\t"
+        "ldr    r3, [sp]\n\t"
+        "stm    r3, {r4-r7}\n\t"
+        "pop    {r3-r11, pc}\n");
 }
 
 #else /* plain C: the same blocks */
@@ -133,28 +129,23 @@ void mq_dot_2x1(const int8_t *w0, const int8_t *w1, const int8_t *x, uint32_t n,
     acc[1] = a1;
 }
 
-void mq_dot_1x1(const int8_t *w, const int8_t *x, uint32_t n, uint32_t *acc)
+const int16_t *mq_dot_packed4(const int16_t *rows, const int8_t *v, uint32_t words, uint32_t acc[4])
 {
-    uint32_t a = *acc, k;
-    for (k = 0; k < n; ++k) a += (uint32_t)((int32_t)w[k] * (int32_t)x[k]);
-    *acc = a;
-}
-
-void mq_sum_2(const int8_t *w0, const int8_t *w1, uint32_t n, uint32_t sums[2])
-{
-    uint32_t s0 = sums[0], s1 = sums[1], k;
-    for (k = 0; k < n; ++k) {
-        s0 += (uint32_t)(int32_t)w0[k];
-        s1 += (uint32_t)(int32_t)w1[k];
+    for (; words > 0; --words, v += 4) {
+        uint32_t r;
+        for (r = 0; r < 4u; ++r, rows += 4) /* (w0, w2, w1, w3) against (v0, v2, v1, v3) */
+            acc[r] += (uint32_t)(rows[0] * v[0] + rows[1] * v[2] + rows[2] * v[1] + rows[3] * v[3]);
     }
-    sums[0] = s0;
-    sums[1] = s1;
-}
-
-void mq_mac_4ch(const int8_t *w, const int8_t *x, uint32_t acc[4])
-{
-    int c;
-    for (c = 0; c < 4; ++c) acc[c] += (uint32_t)((int32_t)w[c] * (int32_t)x[c]);
+    return rows;
 }
 
 #endif
+
+void mq_pack_rows4(const int8_t *const w[4], uint32_t n, int16_t *out)
+{
+    static const uint8_t order[4] = {0, 2, 1, 3}; /* SXTB16 order: the even, then the odd bytes */
+    uint32_t k, r, j;
+    for (k = 0; k < n; k += 4u)
+        for (r = 0; r < 4u; ++r)
+            for (j = 0; j < 4u; ++j, ++out) *out = k + order[j] < n ? w[r][k + order[j]] : 0;
+}

@@ -1,5 +1,5 @@
 /*
- * Dot products of int8 rows, the inner loops of CONV_2D, FULLY_CONNECTED and DEPTHWISE_CONV_2D.
+ * Dot products of int8 rows, the inner loops of FULLY_CONNECTED and UNIDIRECTIONAL_SEQUENCE_LSTM.
  * Accumulators are int32 wrapping modulo 2^32 (kept as uint32 in C), exactly as TFLM's reference
  * kernels accumulate, whatever the order of the additions.
  *
@@ -22,13 +22,15 @@ void mq_dot_2x2(const int8_t *w0, const int8_t *w1, const int8_t *x0, const int8
 /* acc[i] += sum_k w_i[k] * x[k]: two weight rows by one activation row. */
 void mq_dot_2x1(const int8_t *w0, const int8_t *w1, const int8_t *x, uint32_t n, uint32_t acc[2]);
 
-/* *acc += sum_k w[k] * x[k]. */
-void mq_dot_1x1(const int8_t *w, const int8_t *x, uint32_t n, uint32_t *acc);
+/*
+ * Four int8 rows of n values as int16 for mq_dot_packed4: for every group of four columns
+ * k..k+3, each row's (w[k], w[k+2], w[k+1], w[k+3]), rows one after the other; columns past n are
+ * 0. 4 * 4 * ceil(n / 4) int16 in all.
+ */
+void mq_pack_rows4(const int8_t *const w[4], uint32_t n, int16_t *out);
 
-/* sums[i] += sum_k w_i[k]: the weights of two rows (for windows that leave the input). */
-void mq_sum_2(const int8_t *w0, const int8_t *w1, uint32_t n, uint32_t sums[2]);
-
-/* Depthwise, four channels side by side: acc[c] += w[c] * x[c] for c < 4 (one tap). */
-void mq_mac_4ch(const int8_t *w, const int8_t *x, uint32_t acc[4]);
+/* acc[r] += sum_k row_r[k] * v[k] over 4 * words values of v (rows from mq_pack_rows4); returns the
+ * end of the rows, where the next packed block starts. */
+const int16_t *mq_dot_packed4(const int16_t *rows, const int8_t *v, uint32_t words, uint32_t acc[4]);
 
 #endif /* MQ_DOT_H */

@@ -232,17 +232,33 @@ typedef struct mq_requant {
     int32_t zero_point, lo, hi;
 } mq_requant;
 
+/* The constant 2^30 + 2^(30 + r) of the fused form for r = -shift >= 1, built as its two words. */
+static inline __attribute__((always_inline)) int64_t mq_requant_constant(int32_t shift)
+{
+    const uint32_t lo = 0x40000000u | (shift == -1 ? 0x80000000u : 0u);
+    const uint32_t hi = shift <= -2 ? 1u << (-shift - 2) : 0u;
+    return (int64_t)(((uint64_t)hi << 32) | lo);
+}
+
+/* MultiplyByQuantizedMultiplier(a, multiplier, shift) for a multiplier made by QuantizeMultiplier
+ * (0 or in [2^30, 2^31)) and k = mq_requant_constant(shift): the fused form above for shift < 0. */
+static inline __attribute__((always_inline)) int32_t mq_requant_fused(int32_t a, int32_t multiplier, int32_t shift,
+                                                                      int64_t k)
+{
+    if (shift < 0) {
+        const int64_t t = (int64_t)a * multiplier + (k - (int64_t)((uint64_t)((uint32_t)a >> 31) << 31));
+        return (int32_t)(t >> 32) >> (-shift - 1);
+    }
+    return mq_requantize(a, multiplier, (int)shift);
+}
+
 static inline __attribute__((always_inline)) mq_requant mq_requant_of(const mq_channel_params *cp, int32_t ch,
                                                                       int32_t out_zp, int32_t lo, int32_t hi)
 {
     mq_requant r;
     r.multiplier = cp->multiplier[ch];
     r.shift = cp->shift[ch];
-    { /* 2^30 + 2^(30 + r) for r = -shift >= 1, as its two words */
-        const uint32_t lo = 0x40000000u | (r.shift == -1 ? 0x80000000u : 0u);
-        const uint32_t hi = r.shift <= -2 ? 1u << (-r.shift - 2) : 0u;
-        r.k = (int64_t)(((uint64_t)hi << 32) | lo);
-    }
+    r.k = mq_requant_constant(r.shift);
     r.zero_point = out_zp;
     r.lo = lo;
     r.hi = hi;
@@ -251,14 +267,7 @@ static inline __attribute__((always_inline)) mq_requant mq_requant_of(const mq_c
 
 static inline __attribute__((always_inline)) int8_t mq_requant_out(const mq_requant *r, uint32_t acc)
 {
-    const int32_t a = mq_wrap_i32(acc);
-    int32_t v;
-    if (r->shift < 0) {
-        const int64_t t = (int64_t)a * r->multiplier + (r->k - (int64_t)((uint64_t)((uint32_t)a >> 31) << 31));
-        v = (int32_t)(t >> 32) >> (-r->shift - 1);
-    } else {
-        v = mq_requantize(a, r->multiplier, r->shift);
-    }
+    const int32_t v = mq_requant_fused(mq_wrap_i32(acc), r->multiplier, r->shift, r->k);
     return (int8_t)mq_clamp(mq_add_wrap(v, r->zero_point), r->lo, r->hi);
 }
 

@@ -21,14 +21,29 @@
  *
  * State lives in the variable tensors and carries over from one mq_invoke to the next, as it does
  * in TFLM (mq_init resets them, to the zero point for int8, as TFLM's ResetVariableTensors).
- * No scratch memory: every unit's gates depend only on the previous hidden state, so a step
- * writes its new hidden state into the output tensor's slot for that step first and copies it to
- * the hidden state tensor once every unit of the step is done (TFLM keeps four gate buffers).
+ * Every unit's gates depend only on the previous hidden state, so a step writes its new hidden
+ * state into the output tensor's slot for that step first and copies it to the hidden state
+ * tensor once every unit of the step is done (TFLM keeps four gate buffers).
+ *
+ * Prepared once (mq_prepare_unidirectional_sequence_lstm, no double precision while the model
+ * runs): the multipliers; per unit and gate the zero points folded into the accumulators' start,
+ * sum_d w[d] * (x[d] - zp) = sum_d w[d] * x[d] - zp * sum_d w[d] (modulo 2^32, so equal bit for
+ * bit), so the dot products take the raw int8 values; and the weights packed as int16, a unit's
+ * four gate rows side by side (mq_pack_rows4), so that one pass over x and one over h give all
+ * four gates (mq_dot_packed4: two SMLAD per four products on cores with the DSP extension). The
+ * packed weights take twice the bytes of the int8 ones: flash when the export makes the prepared
+ * data (the default firmware), arena otherwise. Scratch: x and h of one step side by side,
+ * padded with zeros to whole words.
  */
 #include <math.h>
 #include <string.h>
 
+#if defined(__ARM_FEATURE_SAT)
+#include <arm_acle.h>
+#endif
+
 #include "../mq_fixedpoint.h"
+#include "mq_dot.h"
 #include "mq_op_util.h"
 
 enum {
@@ -71,7 +86,7 @@ static const uint16_t sigmoid_table[256] = {
 };
 
 /* TFLM's int16 sigmoid of a Q3.12 value, in Q0.15. */
-static int16_t sigmoid16(int16_t v)
+static inline __attribute__((always_inline)) int16_t sigmoid16(int16_t v)
 {
     const int32_t x = (int32_t)v * 3; /* the table's steps are 1/24: Q3.12 * 3 / 2^9 */
     const uint32_t a = (uint32_t)(x < 0 ? -x : x);
@@ -89,7 +104,7 @@ static int16_t sigmoid16(int16_t v)
 
 /* TFLM's int16 tanh: v * multiplier (rounded right shift by `shift`) on the table's 1/24 grid
  * (Q3.12 * 3 / 2^8), result in Q0.15. */
-static int16_t tanh16(int16_t v, int32_t multiplier, int shift)
+static inline __attribute__((always_inline)) int16_t tanh16(int16_t v, int32_t multiplier, int shift)
 {
     const int32_t rounding = shift > 0 ? (int32_t)1 << (shift - 1) : 0;
     /* Arithmetic right shift of negative values, as elsewhere in the runtime (mq_fixedpoint.h). */
@@ -107,37 +122,53 @@ static int16_t tanh16(int16_t v, int32_t multiplier, int shift)
     return (int16_t)(r >> 8);
 }
 
-static int16_t sat16(int32_t v)
+static inline __attribute__((always_inline)) int16_t sat16(int32_t v)
 {
+#if defined(__ARM_FEATURE_SAT)
+    return (int16_t)__ssat(v, 16); /* SSAT: one instruction */
+#else
     return (int16_t)mq_clamp(v, -32768, 32767);
+#endif
 }
 
-/* One requantization: TFLM's MultiplyByQuantizedMultiplier with its (multiplier, shift). */
+/* One requantization: TFLM's MultiplyByQuantizedMultiplier with its (multiplier, shift), the
+ * multiplier from QuantizeMultiplier, in the fused form of mq_requant_fused (its constant as two
+ * words: the blob is only 4-byte aligned). */
 typedef struct requant {
-    int32_t multiplier;
-    int shift;
+    int32_t multiplier, shift;
+    uint32_t k_lo, k_hi;
 } requant;
 
-static int32_t requantize(int32_t v, requant q)
+static void set_requant(requant *q, int32_t multiplier, int shift)
 {
-    return mq_multiply_by_quantized_multiplier(v, q.multiplier, q.shift);
+    const uint64_t k = (uint64_t)mq_requant_constant(shift);
+    q->multiplier = multiplier;
+    q->shift = shift;
+    q->k_lo = (uint32_t)k;
+    q->k_hi = (uint32_t)(k >> 32);
 }
 
-typedef struct lstm_gate {
-    const int8_t *w_x, *w_h; /* [units, in] and [units, units] */
-    const mq_tensor *bias;   /* int32 [units] */
-    requant q_x, q_h;        /* to Q3.12 */
-} lstm_gate;
+static inline __attribute__((always_inline)) int32_t requantize(uint32_t acc, const requant *q)
+{
+    const int64_t k = (int64_t)(((uint64_t)q->k_hi << 32) | q->k_lo);
+    return mq_requant_fused(mq_wrap_i32(acc), q->multiplier, q->shift, k);
+}
 
-typedef struct lstm_params {
+/*
+ * What mq_init derives from the model, at ctx->prepared: int32 fields only, because the export
+ * makes this blob on the host for the target's flash. After it, int32 folded[units][GATES][2]:
+ * for unit j and gate g, the x side's start (bias + x_offset * sum of the gate's input-weight row)
+ * and the h side's (h_offset * sum of its recurrent-weight row); then per unit its four input-weight
+ * rows and its four recurrent-weight rows, each set packed by mq_pack_rows4.
+ */
+typedef struct lstm_prepared {
     int32_t batch, steps, in_dim, units, time_major;
-    int32_t x_offset, h_offset, h_zero_point; /* offsets are minus the zero points */
-    lstm_gate gates[GATES];
-    requant q_forget_cell, q_input_cell, q_hidden; /* the three element-wise products */
-    int32_t cell_tanh_multiplier;
-    int cell_tanh_shift;
+    int32_t h_zero_point;
+    requant gate_x[GATES], gate_h[GATES];          /* the gate FCs, to Q3.12 */
+    requant forget_cell, input_cell, hidden;       /* the three element-wise products */
+    int32_t cell_tanh_multiplier, cell_tanh_shift;
     int32_t clip, cell_clip; /* clip: cell_clip > 0 in the options; cell_clip quantized */
-} lstm_params;
+} lstm_prepared;
 
 /* Int8 weights [rows, cols], quantized per tensor with zero point 0. */
 static mq_status check_weights(const mq_tensor *w, int32_t rows, int32_t cols)
@@ -153,17 +184,25 @@ static mq_status check_weights(const mq_tensor *w, int32_t rows, int32_t cols)
 /* A Q3.12 gate FC's multiplier: in_scale * w_scale / 2^-12, as TFLM's per-tensor FC computes it. */
 static mq_status gate_multiplier(float in_scale, const mq_tensor *w, requant *q)
 {
-    return mq_channel_multiplier(in_scale, w->scale, 1.0f / 4096.0f, &q->multiplier, &q->shift);
+    int32_t multiplier = 0;
+    int shift = 0;
+    const mq_status s = mq_channel_multiplier(in_scale, w->scale, 1.0f / 4096.0f, &multiplier, &shift);
+    set_requant(q, multiplier, shift);
+    return s;
 }
 
 /* TFLM's CreateInterGateMulParams: (double)a * (double)b / (double)out, quantized. */
 static mq_status mul_multiplier(float a, float b, float out, requant *q)
 {
-    return mq_checked_multiplier((double)a * (double)b / (double)out, &q->multiplier, &q->shift);
+    int32_t multiplier = 0;
+    int shift = 0;
+    const mq_status s = mq_checked_multiplier((double)a * (double)b / (double)out, &multiplier, &shift);
+    set_requant(q, multiplier, shift);
+    return s;
 }
 
-/* Validates the operator (check) and derives what eval needs (both). */
-static mq_status lstm_prepare(const mq_op_ctx *ctx, lstm_params *p)
+/* Validates the operator and derives its fixed-size parameters (check and prepare). */
+static mq_status lstm_parameters(const mq_op_ctx *ctx, lstm_prepared *p)
 {
     const mq_op_options *o = ctx->options;
     const mq_tensor *x, *h, *c, *out;
@@ -208,11 +247,8 @@ static mq_status lstm_prepare(const mq_op_ctx *ctx, lstm_params *p)
     if (out->ndims != 3 || out->dims[0] != x->dims[0] || out->dims[1] != x->dims[1] || out->dims[2] != p->units)
         return MQ_ERR_SHAPE;
 
-    p->x_offset = -x->zero_point;
-    p->h_offset = -h->zero_point;
     p->h_zero_point = h->zero_point;
     for (i = 0; i < GATES; ++i) {
-        lstm_gate *g = &p->gates[i];
         const mq_tensor *w_x = ctx->inputs[IN_W_INPUT + i], *w_h = ctx->inputs[IN_R_INPUT + i];
         const mq_tensor *bias = ctx->inputs[IN_BIAS_INPUT + i];
         if ((s = check_weights(w_x, p->units, p->in_dim)) != MQ_OK) return s;
@@ -220,11 +256,8 @@ static mq_status lstm_prepare(const mq_op_ctx *ctx, lstm_params *p)
         if (bias == NULL) return MQ_ERR_MALFORMED;
         if (bias->type != MQ_INT32) return MQ_ERR_UNSUPPORTED_TYPE;
         if (bias->ndims != 1 || bias->dims[0] != p->units) return MQ_ERR_SHAPE;
-        if ((s = gate_multiplier(x->scale, w_x, &g->q_x)) != MQ_OK) return s;
-        if ((s = gate_multiplier(h->scale, w_h, &g->q_h)) != MQ_OK) return s;
-        g->w_x = (const int8_t *)w_x->data;
-        g->w_h = (const int8_t *)w_h->data;
-        g->bias = bias;
+        if ((s = gate_multiplier(x->scale, w_x, &p->gate_x[i])) != MQ_OK) return s;
+        if ((s = gate_multiplier(h->scale, w_h, &p->gate_h[i])) != MQ_OK) return s;
     }
 
     /* Cell state: scale 2^power (TFLM takes its log2 for the tanh; the converter always makes a
@@ -241,9 +274,9 @@ static mq_status lstm_prepare(const mq_op_ctx *ctx, lstm_params *p)
     }
     {
         const float q015 = 1.0f / 32768.0f; /* gate outputs, Q0.15 */
-        if ((s = mul_multiplier(q015, c->scale, c->scale, &p->q_forget_cell)) != MQ_OK) return s;
-        if ((s = mul_multiplier(q015, q015, c->scale, &p->q_input_cell)) != MQ_OK) return s;
-        if ((s = mul_multiplier(q015, q015, h->scale, &p->q_hidden)) != MQ_OK) return s;
+        if ((s = mul_multiplier(q015, c->scale, c->scale, &p->forget_cell)) != MQ_OK) return s;
+        if ((s = mul_multiplier(q015, q015, c->scale, &p->input_cell)) != MQ_OK) return s;
+        if ((s = mul_multiplier(q015, q015, h->scale, &p->hidden)) != MQ_OK) return s;
     }
     p->clip = o->cell_clip > 0.0f;
     p->cell_clip = 0;
@@ -257,82 +290,158 @@ static mq_status lstm_prepare(const mq_op_ctx *ctx, lstm_params *p)
 
 mq_status mq_check_unidirectional_sequence_lstm(const mq_op_ctx *ctx)
 {
-    lstm_params p;
-    return lstm_prepare(ctx, &p);
+    lstm_prepared p;
+    return lstm_parameters(ctx, &p);
 }
 
-/* One gate's pre-activation for `unit`: sat16(FC(x) + FC(h)), each FC saturated to int16 first. */
-static int16_t gate_input(const lstm_params *p, const lstm_gate *g, const int8_t *x, const int8_t *h, int32_t unit)
+/* The sum of a weight row, modulo 2^32. */
+static uint32_t row_sum(const int8_t *w, int32_t n)
 {
-    const int8_t *wx = g->w_x + (uint32_t)unit * (uint32_t)p->in_dim;
-    const int8_t *wh = g->w_h + (uint32_t)unit * (uint32_t)p->units;
-    uint32_t acc_x = (uint32_t)mq_load_i32(g->bias->data, (uint32_t)unit); /* int32 modulo 2^32, as TFLM's */
-    uint32_t acc_h = 0;
+    uint32_t sum = 0;
     int32_t d;
-    for (d = 0; d < p->in_dim; ++d) acc_x += (uint32_t)((int32_t)wx[d] * ((int32_t)x[d] + p->x_offset));
-    for (d = 0; d < p->units; ++d) acc_h += (uint32_t)((int32_t)wh[d] * ((int32_t)h[d] + p->h_offset));
-    return sat16((int32_t)sat16(requantize(mq_wrap_i32(acc_x), g->q_x)) +
-                 (int32_t)sat16(requantize(mq_wrap_i32(acc_h), g->q_h)));
+    for (d = 0; d < n; ++d) sum += (uint32_t)(int32_t)w[d];
+    return sum;
+}
+
+/* Words of four int8 that n values take, the last one padded. */
+static uint32_t words_of(int32_t n)
+{
+    return ((uint32_t)n + 3u) / 4u;
+}
+
+/* Bytes of one unit's packed rows: four input-weight and four recurrent-weight rows as int16. */
+static uint32_t packed_unit_bytes(const lstm_prepared *p)
+{
+    return (words_of(p->in_dim) + words_of(p->units)) * 4u * GATES * 2u;
+}
+
+mq_status mq_prepare_unidirectional_sequence_lstm(const mq_op_ctx *ctx, uint8_t *out, uint32_t *bytes)
+{
+    lstm_prepared p;
+    int32_t *folded;
+    int16_t *packed;
+    int32_t j, g;
+    const mq_status s = lstm_parameters(ctx, &p);
+    if (s != MQ_OK) return s;
+    /* No overflow: the units x units recurrent weights lie in the model, so units < 2^16, and
+     * in_dim x units input weights too. */
+    *bytes = (uint32_t)sizeof p + (uint32_t)p.units * (GATES * 2u * 4u + packed_unit_bytes(&p));
+    if (out == NULL) return MQ_OK;
+    memcpy(out, &p, sizeof p);
+    folded = (int32_t *)(void *)(out + sizeof p);
+    packed = (int16_t *)(void *)(folded + (uint32_t)p.units * GATES * 2u);
+    {
+        const uint32_t x_offset = (uint32_t)-ctx->inputs[IN_X]->zero_point;
+        const uint32_t h_offset = (uint32_t)-ctx->inputs[IN_HIDDEN]->zero_point;
+        for (j = 0; j < p.units; ++j) {
+            const int8_t *w_x[GATES], *w_h[GATES];
+            for (g = 0; g < GATES; ++g) {
+                const uint32_t bias = (uint32_t)mq_load_i32(ctx->inputs[IN_BIAS_INPUT + g]->data, (uint32_t)j);
+                w_x[g] = (const int8_t *)ctx->inputs[IN_W_INPUT + g]->data + (uint32_t)j * (uint32_t)p.in_dim;
+                w_h[g] = (const int8_t *)ctx->inputs[IN_R_INPUT + g]->data + (uint32_t)j * (uint32_t)p.units;
+                folded[(j * GATES + g) * 2] = mq_wrap_i32(bias + x_offset * row_sum(w_x[g], p.in_dim));
+                folded[(j * GATES + g) * 2 + 1] = mq_wrap_i32(h_offset * row_sum(w_h[g], p.units));
+            }
+            mq_pack_rows4(w_x, (uint32_t)p.in_dim, packed);
+            packed += words_of(p.in_dim) * 4u * GATES;
+            mq_pack_rows4(w_h, (uint32_t)p.units, packed);
+            packed += words_of(p.units) * 4u * GATES;
+        }
+    }
+    return MQ_OK;
+}
+
+mq_status mq_scratch_unidirectional_sequence_lstm(const mq_op_ctx *ctx, uint32_t *bytes)
+{
+    lstm_prepared p;
+    const mq_status s = lstm_parameters(ctx, &p);
+    if (s != MQ_OK) return s;
+    *bytes = (words_of(p.in_dim) + words_of(p.units)) * 4u;
+    return MQ_OK;
 }
 
 /* One time step of `rows` sequences: x [rows, in], h [rows, units] (read), c [rows, units]
- * (updated), the new hidden state into out [rows, units]. */
-static void lstm_step(const lstm_params *p, const int8_t *x, const int8_t *h, int16_t *c, int8_t *out, int32_t rows)
+ * (updated), the new hidden state into out [rows, units]; v: the scratch row. */
+static void lstm_step(const lstm_prepared *p, const uint8_t *prepared, int8_t *v, const int8_t *x, const int8_t *h,
+                      int16_t *c, int8_t *out, int32_t rows)
 {
-    int32_t r, j;
+    const int32_t *folded = (const int32_t *)(const void *)(prepared + sizeof *p);
+    const int16_t *packed_rows = (const int16_t *)(const void *)(folded + (uint32_t)p->units * GATES * 2u);
+    const uint32_t in_dim = (uint32_t)p->in_dim, units = (uint32_t)p->units;
+    const uint32_t x_words = words_of(p->in_dim), h_words = words_of(p->units);
+    int8_t *vh = v + x_words * 4u;
+    int32_t r, j, g;
+    /* the padding of the scratch row stays zero */
+    memset(v, 0, (x_words + h_words) * 4u);
     for (r = 0; r < rows; ++r) {
-        const int8_t *xr = x + (uint32_t)r * (uint32_t)p->in_dim;
-        const int8_t *hr = h + (uint32_t)r * (uint32_t)p->units;
-        int16_t *cr = c + (uint32_t)r * (uint32_t)p->units;
-        int8_t *outr = out + (uint32_t)r * (uint32_t)p->units;
+        const int16_t *packed = packed_rows;
+        int16_t *cr = c + (uint32_t)r * units;
+        int8_t *outr = out + (uint32_t)r * units;
+        memcpy(v, x + (uint32_t)r * in_dim, in_dim);
+        memcpy(vh, h + (uint32_t)r * units, units);
         for (j = 0; j < p->units; ++j) {
-            const int32_t in_gate = sigmoid16(gate_input(p, &p->gates[GATE_INPUT], xr, hr, j));
-            const int32_t forget = sigmoid16(gate_input(p, &p->gates[GATE_FORGET], xr, hr, j));
-            const int32_t cell_gate = tanh16(gate_input(p, &p->gates[GATE_CELL], xr, hr, j), 3, 0);
-            const int32_t out_gate = sigmoid16(gate_input(p, &p->gates[GATE_OUTPUT], xr, hr, j));
-            const int32_t kept = sat16(requantize(forget * (int32_t)cr[j], p->q_forget_cell));
-            const int32_t added = sat16(requantize(in_gate * cell_gate, p->q_input_cell));
-            int32_t cell = sat16(kept + added);
-            int32_t hidden;
-            if (p->clip) cell = mq_clamp(cell, -p->cell_clip, p->cell_clip);
-            cr[j] = (int16_t)cell;
-            hidden = tanh16((int16_t)cell, p->cell_tanh_multiplier, p->cell_tanh_shift);
-            outr[j] = (int8_t)mq_clamp(mq_add_wrap(requantize(hidden * out_gate, p->q_hidden), p->h_zero_point),
-                                       MQ_INT8_MIN, MQ_INT8_MAX);
+            const int32_t *start = folded + (uint32_t)j * GATES * 2u;
+            uint32_t acc_x[GATES], acc_h[GATES];
+            int32_t gate[GATES];
+            for (g = 0; g < GATES; ++g) {
+                acc_x[g] = (uint32_t)start[2 * g];
+                acc_h[g] = (uint32_t)start[2 * g + 1];
+            }
+            packed = mq_dot_packed4(packed, v, x_words, acc_x);
+            packed = mq_dot_packed4(packed, vh, h_words, acc_h);
+            for (g = 0; g < GATES; ++g) /* each FC saturated to int16 first, then their sum */
+                gate[g] = sat16((int32_t)sat16(requantize(acc_x[g], &p->gate_x[g])) +
+                                (int32_t)sat16(requantize(acc_h[g], &p->gate_h[g])));
+            {
+                const int32_t in_gate = sigmoid16((int16_t)gate[GATE_INPUT]);
+                const int32_t forget = sigmoid16((int16_t)gate[GATE_FORGET]);
+                const int32_t cell_gate = tanh16((int16_t)gate[GATE_CELL], 3, 0);
+                const int32_t out_gate = sigmoid16((int16_t)gate[GATE_OUTPUT]);
+                const int32_t kept = sat16(requantize((uint32_t)(forget * (int32_t)cr[j]), &p->forget_cell));
+                const int32_t added = sat16(requantize((uint32_t)(in_gate * cell_gate), &p->input_cell));
+                int32_t cell = sat16(kept + added);
+                int32_t hidden;
+                if (p->clip) cell = mq_clamp(cell, -p->cell_clip, p->cell_clip);
+                cr[j] = (int16_t)cell;
+                hidden = tanh16((int16_t)cell, p->cell_tanh_multiplier, (int)p->cell_tanh_shift);
+                outr[j] = (int8_t)mq_clamp(mq_add_wrap(requantize((uint32_t)(hidden * out_gate), &p->hidden),
+                                                       p->h_zero_point),
+                                           MQ_INT8_MIN, MQ_INT8_MAX);
+            }
         }
     }
 }
 
 mq_status mq_eval_unidirectional_sequence_lstm(const mq_op_ctx *ctx)
 {
+    const lstm_prepared *p = (const lstm_prepared *)(const void *)ctx->prepared;
     const int8_t *x = (const int8_t *)ctx->inputs[IN_X]->data;
     int8_t *h = (int8_t *)ctx->inputs[IN_HIDDEN]->data;
     int16_t *c = (int16_t *)ctx->inputs[IN_CELL]->data;
     int8_t *out = (int8_t *)ctx->outputs[0]->data;
-    lstm_params p;
+    int8_t *v = (int8_t *)ctx->scratch;
     int32_t b, t;
-    const mq_status s = lstm_prepare(ctx, &p);
-    if (s != MQ_OK) return s;
 
-    if (p.time_major) {
+    if (p->time_major) {
         /* Every sequence of the batch advances one step at a time. */
-        const uint32_t state = (uint32_t)p.batch * (uint32_t)p.units;
-        for (t = 0; t < p.steps; ++t) {
+        const uint32_t state = (uint32_t)p->batch * (uint32_t)p->units;
+        for (t = 0; t < p->steps; ++t) {
             int8_t *slot = out + (uint32_t)t * state;
-            lstm_step(&p, x + (uint32_t)t * (uint32_t)p.batch * (uint32_t)p.in_dim, h, c, slot, p.batch);
+            lstm_step(p, ctx->prepared, v, x + (uint32_t)t * (uint32_t)p->batch * (uint32_t)p->in_dim, h, c, slot,
+                      p->batch);
             memcpy(h, slot, state);
         }
         return MQ_OK;
     }
     /* Batch-major: one sequence after the other, each with its own row of the states. */
-    for (b = 0; b < p.batch; ++b) {
-        int8_t *hb = h + (uint32_t)b * (uint32_t)p.units;
-        int16_t *cb = c + (uint32_t)b * (uint32_t)p.units;
-        for (t = 0; t < p.steps; ++t) {
-            const uint32_t row = (uint32_t)b * (uint32_t)p.steps + (uint32_t)t;
-            int8_t *slot = out + row * (uint32_t)p.units;
-            lstm_step(&p, x + row * (uint32_t)p.in_dim, hb, cb, slot, 1);
-            memcpy(hb, slot, (size_t)p.units);
+    for (b = 0; b < p->batch; ++b) {
+        int8_t *hb = h + (uint32_t)b * (uint32_t)p->units;
+        int16_t *cb = c + (uint32_t)b * (uint32_t)p->units;
+        for (t = 0; t < p->steps; ++t) {
+            const uint32_t row = (uint32_t)b * (uint32_t)p->steps + (uint32_t)t;
+            int8_t *slot = out + row * (uint32_t)p->units;
+            lstm_step(p, ctx->prepared, v, x + row * (uint32_t)p->in_dim, hb, cb, slot, 1);
+            memcpy(hb, slot, (size_t)p->units);
         }
     }
     return MQ_OK;
