@@ -193,5 +193,9 @@ MQ_DECLARE_PREPARE(quantize)
 MQ_DECLARE_PREPARE(softmax)
 MQ_DECLARE_PREPARE(logistic)
 MQ_DECLARE_PREPARE(tanh)
+MQ_DECLARE_PREPARE(average_pool_2d)
+MQ_DECLARE_PREPARE(max_pool_2d)
+MQ_DECLARE_PREPARE(mean)
+MQ_DECLARE_PREPARE(strided_slice)
 
 #endif /* MQ_OPS_H */
