@@ -9,7 +9,8 @@ the static call graph from `arm-none-eabi-objdump -dr` of the objects (every rel
 function is an edge: direct `bl`/`b.w` calls, and addresses taken, such as the row callbacks
 handed to mq_broadcast_run), adds the kernel table's function-pointer calls as edges mq_invoke ->
 every mq_eval_*, and asserts that no double helper and no double-precision libm function is
-reachable from mq_invoke.
+reachable from mq_invoke. It also checks that the prepared data made ahead on the host (the
+export's flash blob) runs every operator as the data mq_init computes does.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from mcuquant.builtin import cross, sources
+from mcuquant.builtin import cross, host, sources
+from modelgen import COVERAGE_EXAMPLES, convert, op_names, sample_inputs
 
 # Evals not converted yet, skipped as roots of the walk. UNIDIRECTIONAL_SEQUENCE_LSTM is being
 # rewritten in parallel (with its multipliers prepared): when that lands, empty this set (the
@@ -165,3 +167,18 @@ def test_the_call_graph_sees_double_where_there_is_some(m4_graph):
 def test_not_yet_prepared_lists_only_evals_that_still_reach_double(m4_graph, name):
     assert name in m4_graph, f"{name} is not a function of the runtime: remove it from NOT_YET_PREPARED"
     assert double_paths(m4_graph, name), f"{name} no longer reaches double: remove it from NOT_YET_PREPARED"
+
+
+@pytest.mark.parametrize("index", range(len(COVERAGE_EXAMPLES)))
+def test_prepared_data_made_ahead_gives_the_same_outputs_for_every_operator(index):
+    """The operators' prepared data as the export puts it in flash (made by the host build, read
+    through mq_init_prepared) gives the same bytes as the data mq_init computes into the arena.
+    The coverage models hold every operator of modelgen.RUNTIME_OPS between them."""
+    spec = COVERAGE_EXAMPLES[index]
+    tflite = convert(spec)
+    in_arena = host.HostRuntime(tflite)
+    blob = in_arena.prepared_blob()
+    ahead = host.HostRuntime(tflite, prepared=blob)
+    assert ahead.prepared_bytes == 0 and len(blob) == host.PREPARED_HEADER_BYTES + in_arena.prepared_bytes
+    for x in sample_inputs(spec, 4):
+        assert ahead.invoke(x).tobytes() == in_arena.invoke(x).tobytes(), (op_names(tflite), spec)
