@@ -9,7 +9,8 @@
  *   mq_status mq_prepare_<op>(const mq_op_ctx *ctx, uint8_t *out, uint32_t *bytes);
  * called by mq_init after check(): with out == NULL it sets *bytes to what it needs, then once with
  * that much memory (4-byte aligned, in the arena) it fills it. eval() finds it at ctx->prepared, so
- * no multiplier is computed (in double precision) while the model runs. An operator whose kernel
+ * no multiplier is computed (in double precision) while the model runs: no eval() may reach double
+ * arithmetic, which a Cortex-M4F does in software (tests/test_builtin_prepared.py proves it). An operator whose kernel
  * needs working memory while it runs (an im2col buffer) has a fourth:
  *   mq_status mq_scratch_<op>(const mq_op_ctx *ctx, uint32_t *bytes);
  * called by mq_init after check(); the planner places that many bytes (16-byte aligned) in the
@@ -184,5 +185,19 @@ MQ_DECLARE_OP(split_v)
 MQ_DECLARE_PREPARE(conv_2d)
 MQ_DECLARE_PREPARE(depthwise_conv_2d)
 MQ_DECLARE_PREPARE(fully_connected)
+MQ_DECLARE_PREPARE(mul)
+MQ_DECLARE_PREPARE(prelu)
+MQ_DECLARE_PREPARE(relu)
+MQ_DECLARE_PREPARE(relu6)
+MQ_DECLARE_PREPARE(leaky_relu)
+MQ_DECLARE_PREPARE(hard_swish)
+MQ_DECLARE_PREPARE(quantize)
+MQ_DECLARE_PREPARE(softmax)
+MQ_DECLARE_PREPARE(logistic)
+MQ_DECLARE_PREPARE(tanh)
+MQ_DECLARE_PREPARE(average_pool_2d)
+MQ_DECLARE_PREPARE(max_pool_2d)
+MQ_DECLARE_PREPARE(mean)
+MQ_DECLARE_PREPARE(strided_slice)
 
 #endif /* MQ_OPS_H */

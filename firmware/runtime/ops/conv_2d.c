@@ -19,8 +19,9 @@ typedef struct conv_params {
     int32_t act_min, act_max;
 } conv_params;
 
-/* Validates the operator (check) or only derives its parameters (eval, after check passed). */
-static mq_status conv_prepare(const mq_op_ctx *ctx, conv_params *p, int validate)
+/* Validates the operator and derives its parameters. eval() calls it too, so the multiplier check
+ * (in double) is check()'s alone: no double arithmetic runs in mq_invoke. */
+static mq_status conv_prepare(const mq_op_ctx *ctx, conv_params *p)
 {
     const mq_op_options *o = ctx->options;
     const mq_tensor *in, *filter, *out;
@@ -43,14 +44,16 @@ static mq_status conv_prepare(const mq_op_ctx *ctx, conv_params *p, int validate
     if ((s = mq_window_2d(o, in, out, filter->dims[1], filter->dims[2], o->dilation_h, o->dilation_w,
                           &p->pad_h, &p->pad_w)) != MQ_OK) return s;
     if ((s = mq_check_int8_weights(filter, 0)) != MQ_OK) return s;
-    if (validate && (s = mq_check_channel_multipliers(&w, out->dims[3])) != MQ_OK) return s;
     return mq_activation_range_int8(o->activation, out, &p->act_min, &p->act_max);
 }
 
 mq_status mq_check_conv_2d(const mq_op_ctx *ctx)
 {
     conv_params p;
-    return conv_prepare(ctx, &p, 1);
+    const mq_weighted_operands w = {ctx->inputs[0], ctx->inputs[1], ctx->ninputs == 3 ? ctx->inputs[2] : NULL,
+                                    ctx->outputs[0]};
+    const mq_status s = conv_prepare(ctx, &p);
+    return s != MQ_OK ? s : mq_check_channel_multipliers(&w, ctx->outputs[0]->dims[3]);
 }
 
 mq_status mq_prepare_conv_2d(const mq_op_ctx *ctx, uint8_t *out, uint32_t *bytes)
@@ -89,7 +92,7 @@ static conv_overwrite overwrite_mode(const mq_op_ctx *ctx, const conv_params *p)
 int32_t mq_in_place_conv_2d(const mq_op_ctx *ctx)
 {
     conv_params p;
-    if (conv_prepare(ctx, &p, 0) != MQ_OK) return -1;
+    if (conv_prepare(ctx, &p) != MQ_OK) return -1;
     return overwrite_mode(ctx, &p) != OVER_NOTHING ? 0 : -1;
 }
 
@@ -98,7 +101,7 @@ mq_status mq_scratch_conv_2d(const mq_op_ctx *ctx, uint32_t *bytes)
     const mq_tensor *in = ctx->inputs[0], *filter = ctx->inputs[1], *out = ctx->outputs[0];
     const uint32_t per_filter = (uint32_t)filter->dims[1] * (uint32_t)filter->dims[2] * (uint32_t)filter->dims[3];
     conv_params p;
-    mq_status s = conv_prepare(ctx, &p, 0);
+    mq_status s = conv_prepare(ctx, &p);
     if (s != MQ_OK) return s;
     /* Grouped convolutions take the direct loop; the others two windows of columns. */
     *bytes = filter->dims[3] == in->dims[3] ? MQ_COLS_BYTES(per_filter) : 0u;
@@ -234,7 +237,7 @@ mq_status mq_eval_conv_2d(const mq_op_ctx *ctx)
     const uint32_t out_row = (uint32_t)out_w * (uint32_t)out_c;
     int32_t oy;
     conv_params p;
-    mq_status s = conv_prepare(ctx, &p, 0);
+    mq_status s = conv_prepare(ctx, &p);
     if (s != MQ_OK) return s;
     if (cols == NULL) {
         eval_grouped(ctx, &p, &cp);

@@ -23,8 +23,9 @@ typedef struct dw_params {
     int32_t act_min, act_max;
 } dw_params;
 
-/* Validates the operator (check) or only derives its parameters (eval, after check passed). */
-static mq_status dw_prepare(const mq_op_ctx *ctx, dw_params *p, int validate)
+/* Validates the operator and derives its parameters. eval() calls it too, so the multiplier check
+ * (in double) is check()'s alone: no double arithmetic runs in mq_invoke. */
+static mq_status dw_prepare(const mq_op_ctx *ctx, dw_params *p)
 {
     const mq_op_options *o = ctx->options;
     const mq_tensor *in, *filter, *out;
@@ -49,14 +50,16 @@ static mq_status dw_prepare(const mq_op_ctx *ctx, dw_params *p, int validate)
     if ((s = mq_check_int8_weights(filter, 3)) != MQ_OK) return s;
     /* TFLM's depthwise kernel also wants as many zero points as scales. */
     if (filter->nzero_points != filter->nscales) return MQ_ERR_QUANTIZATION;
-    if (validate && (s = mq_check_channel_multipliers(&w, out->dims[3])) != MQ_OK) return s;
     return mq_activation_range_int8(o->activation, out, &p->act_min, &p->act_max);
 }
 
 mq_status mq_check_depthwise_conv_2d(const mq_op_ctx *ctx)
 {
     dw_params p;
-    return dw_prepare(ctx, &p, 1);
+    const mq_weighted_operands w = {ctx->inputs[0], ctx->inputs[1], ctx->ninputs == 3 ? ctx->inputs[2] : NULL,
+                                    ctx->outputs[0]};
+    const mq_status s = dw_prepare(ctx, &p);
+    return s != MQ_OK ? s : mq_check_channel_multipliers(&w, ctx->outputs[0]->dims[3]);
 }
 
 mq_status mq_prepare_depthwise_conv_2d(const mq_op_ctx *ctx, uint8_t *out, uint32_t *bytes)
@@ -85,7 +88,7 @@ static int over_rows(const mq_op_ctx *ctx, const dw_params *p)
 int32_t mq_in_place_depthwise_conv_2d(const mq_op_ctx *ctx)
 {
     dw_params p;
-    if (dw_prepare(ctx, &p, 0) != MQ_OK) return -1;
+    if (dw_prepare(ctx, &p) != MQ_OK) return -1;
     return over_rows(ctx, &p) ? 0 : -1;
 }
 
@@ -94,7 +97,7 @@ mq_status mq_scratch_depthwise_conv_2d(const mq_op_ctx *ctx, uint32_t *bytes)
     const mq_tensor *in = ctx->inputs[0], *filter = ctx->inputs[1], *out = ctx->outputs[0];
     const int64_t taps = (int64_t)filter->dims[1] * filter->dims[2];
     dw_params p;
-    mq_status s = dw_prepare(ctx, &p, 0);
+    mq_status s = dw_prepare(ctx, &p);
     if (s != MQ_OK) return s;
     *bytes = taps <= MQ_DW_MAX_TAPS ? ((uint32_t)in->dims[3] + 15u) & ~15u : 0u; /* the zero-point row */
     if (ctx->in_place && over_rows(ctx, &p)) /* and the ring of output rows */
@@ -196,7 +199,7 @@ mq_status mq_eval_depthwise_conv_2d(const mq_op_ctx *ctx)
     const mq_channel_params cp = mq_channel_params_of(ctx->prepared, out_c);
     dw_params p;
     int32_t b, oy, ox, c;
-    mq_status s = dw_prepare(ctx, &p, 0);
+    mq_status s = dw_prepare(ctx, &p);
     if (s != MQ_OK) return s;
     if (zp_row == NULL) {
         eval_direct(ctx, &p, &cp);

@@ -23,8 +23,9 @@ typedef struct fc_params {
     int32_t act_min, act_max;
 } fc_params;
 
-/* Validates the operator (check) or only derives its parameters (eval, after check passed). */
-static mq_status fc_prepare(const mq_op_ctx *ctx, fc_params *p, int validate)
+/* Validates the operator and derives its parameters. eval() calls it too, so the checks done in
+ * double (check_scales) are check()'s alone: no double arithmetic runs in mq_invoke. */
+static mq_status fc_prepare(const mq_op_ctx *ctx, fc_params *p)
 {
     const mq_op_options *o = ctx->options;
     const mq_tensor *in, *filter, *bias, *out;
@@ -51,22 +52,28 @@ static mq_status fc_prepare(const mq_op_ctx *ctx, fc_params *p, int validate)
     if ((s = mq_check_bias(bias, p->units)) != MQ_OK) return s;
 
     if ((s = mq_check_int8_weights(filter, 0)) != MQ_OK) return s;
-    if (validate && filter->nscales == 1 && bias != NULL) {
+    return mq_activation_range_int8(o->activation, out, &p->act_min, &p->act_max);
+}
+
+static mq_status check_scales(const mq_weighted_operands *w, int32_t units)
+{
+    if (w->filter->nscales == 1 && w->bias != NULL) {
         /* TFLM's per-tensor path insists that the bias scale is input_scale * filter_scale
          * (within 2% of an output step). */
-        const double product = (double)in->scale * (double)filter->scale;
-        if (!(fabs(product - (double)bias->scale) / (double)out->scale <= 0.02)) return MQ_ERR_QUANTIZATION;
+        const double product = (double)w->in->scale * (double)w->filter->scale;
+        if (!(fabs(product - (double)w->bias->scale) / (double)w->out->scale <= 0.02)) return MQ_ERR_QUANTIZATION;
     }
     /* Per-tensor weights: one multiplier for all units. */
-    if (validate && (s = mq_check_channel_multipliers(&w, filter->nscales == 1 ? 1 : p->units)) != MQ_OK)
-        return s;
-    return mq_activation_range_int8(o->activation, out, &p->act_min, &p->act_max);
+    return mq_check_channel_multipliers(w, w->filter->nscales == 1 ? 1 : units);
 }
 
 mq_status mq_check_fully_connected(const mq_op_ctx *ctx)
 {
     fc_params p;
-    return fc_prepare(ctx, &p, 1);
+    const mq_weighted_operands w = {ctx->inputs[0], ctx->inputs[1], ctx->ninputs == 3 ? ctx->inputs[2] : NULL,
+                                    ctx->outputs[0]};
+    const mq_status s = fc_prepare(ctx, &p);
+    return s != MQ_OK ? s : check_scales(&w, p.units);
 }
 
 mq_status mq_prepare_fully_connected(const mq_op_ctx *ctx, uint8_t *out, uint32_t *bytes)
@@ -87,7 +94,7 @@ mq_status mq_eval_fully_connected(const mq_op_ctx *ctx)
     int8_t *y = (int8_t *)out->data;
     fc_params p;
     int32_t b, oc;
-    mq_status s = fc_prepare(ctx, &p, 0);
+    mq_status s = fc_prepare(ctx, &p);
     const mq_channel_params cp = mq_channel_params_of(ctx->prepared, p.units);
     if (s != MQ_OK) return s;
 

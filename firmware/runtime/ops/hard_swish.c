@@ -12,7 +12,8 @@
  * hires / out_scale and hires / (3 / 2^15) through QuantizeMultiplier, then rounded to 16 bits.
  * (The tflite-micro build that serves as the oracle divides in double; older TFLM sources divide
  * in float, which rounds differently in rare ties.) TFLM requires out_exp <= 0 (an output
- * multiplier below 1); so does check().
+ * multiplier below 1); so does check(). The multipliers are computed once, by prepare() at
+ * mq_init: eval() reads them from ctx->prepared.
  */
 #include "mq_fixed_math.h"
 
@@ -74,15 +75,20 @@ mq_status mq_check_hard_swish(const mq_op_ctx *ctx)
     return hard_swish_params_of(ctx->inputs[0], ctx->outputs[0], &p);
 }
 
+mq_status mq_prepare_hard_swish(const mq_op_ctx *ctx, uint8_t *out, uint32_t *bytes)
+{
+    *bytes = (uint32_t)sizeof(hard_swish_params);
+    if (out == NULL) return MQ_OK;
+    return hard_swish_params_of(ctx->inputs[0], ctx->outputs[0], (hard_swish_params *)(void *)out);
+}
+
 mq_status mq_eval_hard_swish(const mq_op_ctx *ctx)
 {
     const int8_t *x = (const int8_t *)ctx->inputs[0]->data;
     int8_t *y = (int8_t *)ctx->outputs[0]->data;
     const uint32_t n = mq_tensor_elements(ctx->inputs[0]);
-    hard_swish_params p;
+    const hard_swish_params p = *(const hard_swish_params *)(const void *)ctx->prepared;
     uint32_t i;
-    const mq_status s = hard_swish_params_of(ctx->inputs[0], ctx->outputs[0], &p);
-    if (s != MQ_OK) return s;
     for (i = 0; i < n; ++i) y[i] = hard_swish_one(x[i], &p);
     return MQ_OK;
 }

@@ -7,7 +7,8 @@
  * QuantizeMultiplier(in_scale * alpha / out_scale), both in double: so does the tflite-micro build
  * that serves as the oracle (measured; TFLM sources of 2023-2026 compute them in float, which
  * changes results at some quantizations). A negative alpha gives a negative multiplier whose
- * magnitude is applied and the sign restored afterwards.
+ * magnitude is applied and the sign restored afterwards. Both multipliers are computed once, by
+ * prepare() at mq_init: eval() reads them from ctx->prepared.
  */
 #include <math.h>
 
@@ -53,15 +54,19 @@ mq_status mq_check_leaky_relu(const mq_op_ctx *ctx)
     return leaky_prepare(ctx, &p);
 }
 
+mq_status mq_prepare_leaky_relu(const mq_op_ctx *ctx, uint8_t *out, uint32_t *bytes)
+{
+    *bytes = (uint32_t)sizeof(leaky_params);
+    return out == NULL ? MQ_OK : leaky_prepare(ctx, (leaky_params *)(void *)out);
+}
+
 mq_status mq_eval_leaky_relu(const mq_op_ctx *ctx)
 {
     const int8_t *x = (const int8_t *)ctx->inputs[0]->data;
     int8_t *y = (int8_t *)ctx->outputs[0]->data;
     const uint32_t n = mq_tensor_elements(ctx->inputs[0]);
-    leaky_params p;
+    const leaky_params p = *(const leaky_params *)(const void *)ctx->prepared;
     uint32_t i;
-    const mq_status s = leaky_prepare(ctx, &p);
-    if (s != MQ_OK) return s;
     for (i = 0; i < n; ++i) {
         const int32_t v = (int32_t)x[i] - p.in_zp;
         int32_t r;

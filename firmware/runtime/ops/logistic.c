@@ -10,6 +10,9 @@
  * Cost: one fixed-point sigmoid is ~20 64-bit multiplications. With more than 256 elements the
  * result of every possible input byte is computed once per invoke into a 256-byte table on the
  * stack, then looked up; smaller tensors are computed element by element.
+ *
+ * The Q4 rescaling (frexp of the input scale, in double) is computed once, by prepare() at
+ * mq_init: eval() reads it from ctx->prepared.
  */
 #include "mq_fixed_math.h"
 
@@ -35,14 +38,17 @@ mq_status mq_check_logistic(const mq_op_ctx *ctx)
     return mq_q4_input_of(ctx->inputs[0], &p);
 }
 
+mq_status mq_prepare_logistic(const mq_op_ctx *ctx, uint8_t *out, uint32_t *bytes)
+{
+    *bytes = (uint32_t)sizeof(mq_q4_input);
+    return out == NULL ? MQ_OK : mq_q4_input_of(ctx->inputs[0], (mq_q4_input *)(void *)out);
+}
+
 mq_status mq_eval_logistic(const mq_op_ctx *ctx)
 {
     const int8_t *x = (const int8_t *)ctx->inputs[0]->data;
     int8_t *y = (int8_t *)ctx->outputs[0]->data;
     const uint32_t n = mq_tensor_elements(ctx->inputs[0]);
-    mq_q4_input p;
-    const mq_status s = mq_q4_input_of(ctx->inputs[0], &p);
-    if (s != MQ_OK) return s;
-    mq_q4_map(x, y, n, logistic_one, &p);
+    mq_q4_map(x, y, n, logistic_one, (const mq_q4_input *)(const void *)ctx->prepared);
     return MQ_OK;
 }

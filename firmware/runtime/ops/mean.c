@@ -8,6 +8,8 @@
  *   shift = min(floor(log2(count)), 32, 31 + s);  multiplier' = (multiplier << shift) / count;
  *   s' = s - shift.
  * The result plus the output zero point is clamped to int8 (MEAN has no fused activation).
+ * The reduced axes and the folded multiplier are computed once, by prepare() at mq_init: eval()
+ * reads them from ctx->prepared.
  *
  * Without scratch memory, each output element sums its own reduced sub-space; output elements
  * come in the row-major order of the kept dimensions, which is the layout TFLM writes whatever
@@ -65,6 +67,14 @@ mq_status mq_check_mean(const mq_op_ctx *ctx)
     return mean_prepare(ctx, &p);
 }
 
+mq_status mq_prepare_mean(const mq_op_ctx *ctx, uint8_t *out, uint32_t *bytes)
+{
+    *bytes = (uint32_t)sizeof(mean_params);
+    if (out == NULL) return MQ_OK;
+    memset(out, 0, sizeof(mean_params)); /* the padding too: exported blobs are reproducible */
+    return mean_prepare(ctx, (mean_params *)(void *)out);
+}
+
 mq_status mq_eval_mean(const mq_op_ctx *ctx)
 {
     const mq_tensor *in = ctx->inputs[0], *out = ctx->outputs[0];
@@ -75,9 +85,7 @@ mq_status mq_eval_mean(const mq_op_ctx *ctx)
     int32_t kept_idx[MQ_MAX_DIMS] = {0}, red_idx[MQ_MAX_DIMS];
     uint32_t base = 0, out_i = 0;
     int32_t d;
-    mean_params p;
-    mq_status s = mean_prepare(ctx, &p);
-    if (s != MQ_OK) return s;
+    const mean_params *p = (const mean_params *)(const void *)ctx->prepared;
 
     for (d = rank - 1; d >= 0; --d) {
         stride[d] = d == rank - 1 ? 1u : stride[d + 1] * (uint32_t)in->dims[d + 1];
@@ -90,14 +98,14 @@ mq_status mq_eval_mean(const mq_op_ctx *ctx)
         for (;;) {
             const int32_t xv = x[off];
             sum += (uint32_t)xv;
-            if (!mq_odometer_step(rank, in->dims, stride, p.reduced, 1, red_idx, &off)) break;
+            if (!mq_odometer_step(rank, in->dims, stride, p->reduced, 1, red_idx, &off)) break;
         }
         /* sum - zero_point * count, wrapped to int32 as TFLM's cast does. */
-        sum -= (uint32_t)in->zero_point * (uint32_t)p.count;
-        v = mq_multiply_by_quantized_multiplier(mq_wrap_i32(sum), p.multiplier, p.shift);
+        sum -= (uint32_t)in->zero_point * (uint32_t)p->count;
+        v = mq_multiply_by_quantized_multiplier(mq_wrap_i32(sum), p->multiplier, p->shift);
         y[out_i++] = (int8_t)mq_clamp(mq_add_wrap(v, out->zero_point), MQ_INT8_MIN, MQ_INT8_MAX);
 
         /* Next output element: odometer over the kept dimensions. */
-        if (!mq_odometer_step(rank, in->dims, stride, p.reduced, 0, kept_idx, &base)) return MQ_OK;
+        if (!mq_odometer_step(rank, in->dims, stride, p->reduced, 0, kept_idx, &base)) return MQ_OK;
     }
 }

@@ -2,6 +2,7 @@
  * MUL, int8 * int8 -> int8 with broadcasting (any ranks up to MQ_MAX_DIMS, as TFLM) and a fused
  * activation. As TFLM's reference integer Mul: (x1 - zp1) * (x2 - zp2) requantized by
  * input1_scale * input2_scale / output_scale (all in double), plus the output zero point, clamped.
+ * The multiplier is computed once, by prepare() at mq_init: eval() reads it from ctx->prepared.
  */
 #include "../mq_fixedpoint.h"
 #include "mq_op_util.h"
@@ -36,6 +37,13 @@ mq_status mq_check_mul(const mq_op_ctx *ctx)
     return mul_prepare(ctx, &p, &bc);
 }
 
+mq_status mq_prepare_mul(const mq_op_ctx *ctx, uint8_t *out, uint32_t *bytes)
+{
+    mq_broadcast bc;
+    *bytes = (uint32_t)sizeof(mul_params);
+    return out == NULL ? MQ_OK : mul_prepare(ctx, (mul_params *)(void *)out, &bc);
+}
+
 static void mul_row(const int8_t *in1, uint32_t step1, const int8_t *in2, uint32_t step2,
                     int8_t *out, int32_t n, const void *params)
 {
@@ -52,11 +60,9 @@ static void mul_row(const int8_t *in1, uint32_t step1, const int8_t *in2, uint32
 
 mq_status mq_eval_mul(const mq_op_ctx *ctx)
 {
-    mul_params p;
     mq_broadcast bc;
-    mq_status s = mul_prepare(ctx, &p, &bc);
-    if (s != MQ_OK) return s;
+    (void)mq_broadcast_prepare(ctx->inputs[0], ctx->inputs[1], ctx->outputs[0], &bc); /* checked at mq_init */
     mq_broadcast_run(&bc, (const int8_t *)ctx->inputs[0]->data, (const int8_t *)ctx->inputs[1]->data,
-                     (int8_t *)ctx->outputs[0]->data, mul_row, &p);
+                     (int8_t *)ctx->outputs[0]->data, mul_row, ctx->prepared);
     return MQ_OK;
 }

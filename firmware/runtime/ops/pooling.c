@@ -2,7 +2,9 @@
  * AVERAGE_POOL_2D and MAX_POOL_2D, int8 [N,H,W,C] -> [N,OH,OW,C], SAME / VALID padding, strides,
  * fused activation. As TFLM's reference integer pooling: the window is clipped to the input (padding
  * never counts), the average rounds half away from zero by integer division, and input and output
- * must share their quantization (no requantization happens).
+ * must share their quantization (no requantization happens). The paddings and the activation
+ * range are derived once, by prepare() at mq_init (the quantization check compares in double):
+ * eval() reads them from ctx->prepared.
  */
 #include <math.h>
 
@@ -54,6 +56,22 @@ mq_status mq_check_max_pool_2d(const mq_op_ctx *ctx)
     return pool_prepare(ctx, &p);
 }
 
+static mq_status prepare(const mq_op_ctx *ctx, uint8_t *out, uint32_t *bytes)
+{
+    *bytes = (uint32_t)sizeof(pool_params);
+    return out == NULL ? MQ_OK : pool_prepare(ctx, (pool_params *)(void *)out);
+}
+
+mq_status mq_prepare_average_pool_2d(const mq_op_ctx *ctx, uint8_t *out, uint32_t *bytes)
+{
+    return prepare(ctx, out, bytes);
+}
+
+mq_status mq_prepare_max_pool_2d(const mq_op_ctx *ctx, uint8_t *out, uint32_t *bytes)
+{
+    return prepare(ctx, out, bytes);
+}
+
 /* One pass over the output; `average` selects the reduction. */
 static mq_status pool_eval(const mq_op_ctx *ctx, int average)
 {
@@ -62,10 +80,8 @@ static mq_status pool_eval(const mq_op_ctx *ctx, int average)
     const int8_t *x = (const int8_t *)in->data;
     int8_t *y = (int8_t *)out->data;
     const int32_t in_h = in->dims[1], in_w = in->dims[2], depth = in->dims[3];
-    pool_params p;
+    const pool_params p = *(const pool_params *)(const void *)ctx->prepared;
     int32_t b, oy, ox, c;
-    mq_status s = pool_prepare(ctx, &p);
-    if (s != MQ_OK) return s;
 
     for (b = 0; b < in->dims[0]; ++b) {
         for (oy = 0; oy < out->dims[1]; ++oy) {

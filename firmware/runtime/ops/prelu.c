@@ -5,7 +5,8 @@
  *   y = out_zp + MultiplyByQuantizedMultiplier(v, in_scale / out_scale)                for v >= 0
  *   y = out_zp + MultiplyByQuantizedMultiplier(v * (a - alpha_zp),
  *                                              in_scale * alpha_scale / out_scale)    for v < 0
- * clamped to int8, the ratios in double. Alpha may be a constant or an activation.
+ * clamped to int8, the ratios in double. Alpha may be a constant or an activation. Both
+ * multipliers are computed once, by prepare() at mq_init: eval() reads them from ctx->prepared.
  */
 #include "../mq_fixedpoint.h"
 #include "mq_op_util.h"
@@ -38,6 +39,13 @@ mq_status mq_check_prelu(const mq_op_ctx *ctx)
     return prelu_prepare(ctx, &p, &bc);
 }
 
+mq_status mq_prepare_prelu(const mq_op_ctx *ctx, uint8_t *out, uint32_t *bytes)
+{
+    mq_broadcast bc;
+    *bytes = (uint32_t)sizeof(prelu_params);
+    return out == NULL ? MQ_OK : prelu_prepare(ctx, (prelu_params *)(void *)out, &bc);
+}
+
 static void prelu_row(const int8_t *in, uint32_t step_in, const int8_t *alpha, uint32_t step_alpha,
                       int8_t *out, int32_t n, const void *params)
 {
@@ -59,11 +67,9 @@ static void prelu_row(const int8_t *in, uint32_t step_in, const int8_t *alpha, u
 
 mq_status mq_eval_prelu(const mq_op_ctx *ctx)
 {
-    prelu_params p;
     mq_broadcast bc;
-    const mq_status s = prelu_prepare(ctx, &p, &bc);
-    if (s != MQ_OK) return s;
+    (void)mq_broadcast_prepare(ctx->inputs[0], ctx->inputs[1], ctx->outputs[0], &bc); /* checked at mq_init */
     mq_broadcast_run(&bc, (const int8_t *)ctx->inputs[0]->data, (const int8_t *)ctx->inputs[1]->data,
-                     (int8_t *)ctx->outputs[0]->data, prelu_row, &p);
+                     (int8_t *)ctx->outputs[0]->data, prelu_row, ctx->prepared);
     return MQ_OK;
 }

@@ -12,6 +12,9 @@
  * Where x / out_scale does not fit int32 (huge inputs, inf, NaN) TFLM's float-to-int conversion
  * is undefined and differs between x86 and Arm; this runtime saturates (NaN counts as 0), which
  * is what the conversion instruction of Arm cores does. Everywhere else it is bit-exact.
+ *
+ * The int8 -> int8 multiplier is computed once, by prepare() at mq_init: eval() reads it from
+ * ctx->prepared. The float path needs nothing prepared (single precision only).
  */
 #include <math.h>
 #include <string.h>
@@ -52,6 +55,14 @@ mq_status mq_check_quantize(const mq_op_ctx *ctx)
     return MQ_OK;
 }
 
+mq_status mq_prepare_quantize(const mq_op_ctx *ctx, uint8_t *out, uint32_t *bytes)
+{
+    const mq_tensor *in = ctx->inputs[0];
+    *bytes = in->type == MQ_INT8 ? (uint32_t)sizeof(requantize_params) : 0u;
+    if (out == NULL || *bytes == 0u) return MQ_OK;
+    return requantize_params_of(in, ctx->outputs[0], (requantize_params *)(void *)out);
+}
+
 /* roundf(v) converted to int32, saturating; NaN -> 0. */
 static int32_t saturating_int32(float v)
 {
@@ -81,9 +92,7 @@ mq_status mq_eval_quantize(const mq_op_ctx *ctx)
     } else {
         const int8_t *x = (const int8_t *)in->data;
         const int32_t in_zp = in->zero_point;
-        requantize_params p;
-        const mq_status s = requantize_params_of(in, out, &p);
-        if (s != MQ_OK) return s;
+        const requantize_params p = *(const requantize_params *)(const void *)ctx->prepared;
         for (i = 0; i < n; ++i) {
             const int32_t q = mq_wrap_add(mq_multiply_by_quantized_multiplier((int32_t)x[i] - in_zp,
                                                                                p.multiplier, p.shift), out_zp);

@@ -12,6 +12,9 @@
  * exactly that, although the converter gives a standalone RELU6 an output quantization of its
  * own (calibrated on [0, 6]): TFLM's result then differs from the float model and from LiteRT.
  * This runtime reproduces it, to stay byte-identical with TFLM.
+ *
+ * The multiplier (RELU) and q(6) (RELU6) are computed once, by prepare() at mq_init, in double:
+ * eval() reads them from ctx->prepared.
  */
 #include <math.h>
 
@@ -43,15 +46,19 @@ mq_status mq_check_relu(const mq_op_ctx *ctx)
     return relu_params_of(ctx->inputs[0], ctx->outputs[0], &p);
 }
 
+mq_status mq_prepare_relu(const mq_op_ctx *ctx, uint8_t *out, uint32_t *bytes)
+{
+    *bytes = (uint32_t)sizeof(relu_params);
+    return out == NULL ? MQ_OK : relu_params_of(ctx->inputs[0], ctx->outputs[0], (relu_params *)(void *)out);
+}
+
 mq_status mq_eval_relu(const mq_op_ctx *ctx)
 {
     const int8_t *x = (const int8_t *)ctx->inputs[0]->data;
     int8_t *y = (int8_t *)ctx->outputs[0]->data;
     const uint32_t n = mq_tensor_elements(ctx->inputs[0]);
-    relu_params p;
+    const relu_params p = *(const relu_params *)(const void *)ctx->prepared;
     uint32_t i;
-    const mq_status s = relu_params_of(ctx->inputs[0], ctx->outputs[0], &p);
-    if (s != MQ_OK) return s;
     for (i = 0; i < n; ++i) {
         int32_t v = mq_wrap_add(p.out_zp, mq_multiply_by_quantized_multiplier(
                                               (int32_t)x[i] - p.in_zp, p.multiplier, p.shift));
@@ -80,16 +87,20 @@ mq_status mq_check_relu6(const mq_op_ctx *ctx)
     return relu6_upper(ctx->inputs[0], &upper);
 }
 
+mq_status mq_prepare_relu6(const mq_op_ctx *ctx, uint8_t *out, uint32_t *bytes)
+{
+    *bytes = (uint32_t)sizeof(int32_t);
+    return out == NULL ? MQ_OK : relu6_upper(ctx->inputs[0], (int32_t *)(void *)out);
+}
+
 mq_status mq_eval_relu6(const mq_op_ctx *ctx)
 {
     const int8_t *x = (const int8_t *)ctx->inputs[0]->data;
     int8_t *y = (int8_t *)ctx->outputs[0]->data;
     const uint32_t n = mq_tensor_elements(ctx->inputs[0]);
     const int32_t lower = ctx->inputs[0]->zero_point;
-    int32_t upper;
+    const int32_t upper = *(const int32_t *)(const void *)ctx->prepared;
     uint32_t i;
-    const mq_status s = relu6_upper(ctx->inputs[0], &upper);
-    if (s != MQ_OK) return s;
     for (i = 0; i < n; ++i) {
         const int32_t v = x[i];
         y[i] = (int8_t)(v > upper ? upper : v < lower ? lower : v);

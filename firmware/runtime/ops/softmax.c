@@ -16,6 +16,9 @@
  * last dimension) gives a right shift outside [0, 31]; TFLM stops there with a failed
  * TFLITE_CHECK, this runtime returns MQ_ERR_LIMIT from eval() instead.
  *
+ * The multiplier, shift and diff_min are computed once, by prepare() at mq_init (the double
+ * arithmetic stays out of mq_invoke): eval() reads them from ctx->prepared.
+ *
  * Cost: exp is evaluated twice per element (for the sum, then for the output), ~12 64-bit
  * multiplications each, rather than keeping a per-row scratch buffer.
  */
@@ -65,6 +68,12 @@ mq_status mq_check_softmax(const mq_op_ctx *ctx)
     return softmax_params_of(ctx, &p);
 }
 
+mq_status mq_prepare_softmax(const mq_op_ctx *ctx, uint8_t *out, uint32_t *bytes)
+{
+    *bytes = (uint32_t)sizeof(softmax_params);
+    return out == NULL ? MQ_OK : softmax_params_of(ctx, (softmax_params *)(void *)out);
+}
+
 /* exp(scaled x - max) in Q0 for one difference d >= diff_min. */
 static int32_t softmax_exp(int32_t d, const softmax_params *p)
 {
@@ -80,10 +89,8 @@ mq_status mq_eval_softmax(const mq_op_ctx *ctx)
     int8_t *y = (int8_t *)ctx->outputs[0]->data;
     const uint32_t depth = (uint32_t)in->dims[in->ndims - 1];
     const uint32_t n = mq_tensor_elements(in);
-    softmax_params p;
+    const softmax_params p = *(const softmax_params *)(const void *)ctx->prepared;
     uint32_t row, c;
-    const mq_status s = softmax_params_of(ctx, &p);
-    if (s != MQ_OK) return s;
     if (depth == 0) return MQ_OK; /* no elements */
     for (row = 0; row < n / depth; ++row) {
         const int8_t *xr = x + (size_t)row * depth;

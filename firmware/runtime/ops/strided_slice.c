@@ -10,6 +10,10 @@
  *
  * Where TFLM's preparation and evaluation disagree (a shrunk axis with a negative stride or a
  * begin past the end: TFLM then writes nothing), the slice is rejected.
+ *
+ * The slice depends on the model only (constant begin, end and strides): prepare() turns it into
+ * a walk over the input (slice_walk) once, at mq_init (TFLM's size check there is in double), and
+ * eval() follows it from ctx->prepared.
  */
 #include <math.h>
 
@@ -22,6 +26,15 @@ typedef struct slice_params {
     int32_t start[SLICE_MAX_RANK], stride[SLICE_MAX_RANK], count[SLICE_MAX_RANK];
     uint32_t in_stride[SLICE_MAX_RANK];
 } slice_params;
+
+/* The prepared form: the input offset of the first element, and per axis the number of elements
+ * taken and the input offset step between them (modulo 2^32: a negative stride steps back). */
+typedef struct slice_walk {
+    int32_t rank;
+    uint32_t first;
+    uint32_t step[SLICE_MAX_RANK];
+    int32_t count[SLICE_MAX_RANK];
+} slice_walk;
 
 static int32_t clamp_index(int32_t v, int32_t size, int32_t stride)
 {
@@ -96,24 +109,42 @@ mq_status mq_check_strided_slice(const mq_op_ctx *ctx)
     return slice_prepare(ctx, &p);
 }
 
+mq_status mq_prepare_strided_slice(const mq_op_ctx *ctx, uint8_t *out, uint32_t *bytes)
+{
+    slice_walk *walk = (slice_walk *)(void *)out;
+    slice_params p;
+    int32_t d;
+    mq_status s;
+    *bytes = (uint32_t)sizeof(slice_walk);
+    if (out == NULL) return MQ_OK;
+    if ((s = slice_prepare(ctx, &p)) != MQ_OK) return s;
+    memset(walk, 0, sizeof *walk);
+    walk->rank = p.rank;
+    for (d = 0; d < p.rank; ++d) {
+        /* every start is inside its axis: the first offset is exact; the steps wrap as intended */
+        walk->first += (uint32_t)p.start[d] * p.in_stride[d];
+        walk->step[d] = (uint32_t)p.stride[d] * p.in_stride[d];
+        walk->count[d] = p.count[d];
+    }
+    return MQ_OK;
+}
+
 mq_status mq_eval_strided_slice(const mq_op_ctx *ctx)
 {
     const int8_t *x = (const int8_t *)ctx->inputs[0]->data;
     int8_t *y = (int8_t *)ctx->outputs[0]->data;
+    const slice_walk *walk = (const slice_walk *)(const void *)ctx->prepared;
     int32_t k[SLICE_MAX_RANK] = {0};
     uint32_t dst = 0;
     int32_t d;
-    slice_params p;
-    const mq_status s = slice_prepare(ctx, &p);
-    if (s != MQ_OK) return s;
 
     /* The output in order (odometer over the slice); every index lies inside its axis. */
     for (;;) {
-        uint32_t src = 0;
-        for (d = 0; d < p.rank; ++d) src += (uint32_t)(p.start[d] + k[d] * p.stride[d]) * p.in_stride[d];
+        uint32_t src = walk->first;
+        for (d = 0; d < walk->rank; ++d) src += (uint32_t)k[d] * walk->step[d];
         y[dst++] = x[src];
-        for (d = p.rank - 1; d >= 0; --d) {
-            if (++k[d] < p.count[d]) break;
+        for (d = walk->rank - 1; d >= 0; --d) {
+            if (++k[d] < walk->count[d]) break;
             k[d] = 0;
         }
         if (d < 0) return MQ_OK;
