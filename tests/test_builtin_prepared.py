@@ -27,11 +27,6 @@ import pytest
 from mcuquant.builtin import cross, host, sources
 from modelgen import COVERAGE_EXAMPLES, convert, op_names, sample_inputs
 
-# Evals not converted yet, skipped as roots of the walk. UNIDIRECTIONAL_SEQUENCE_LSTM is being
-# rewritten in parallel (with its multipliers prepared): when that lands, empty this set (the
-# test below fails as soon as a listed eval no longer reaches double, to say so).
-NOT_YET_PREPARED = {"mq_eval_unidirectional_sequence_lstm"}
-
 # libgcc's double-precision helpers: AEABI names (__aeabi_dmul, __aeabi_cdcmple, __aeabi_d2lz,
 # conversions to double such as __aeabi_f2d / __aeabi_i2d) and the GNU names behind them.
 _DOUBLE_HELPER = re.compile(r"^(__aeabi_(c?d[a-z0-9]*|[a-z0-9]+2d)|__[a-z]+df[0-9]?)$")
@@ -143,10 +138,10 @@ def m4_graph(tmp_path_factory):
 
 def test_no_double_precision_reachable_from_mq_invoke_on_cortex_m4(m4_graph):
     """One path per offending kernel, so that every eval still computing in double is named."""
-    evals = sorted(n for n in m4_graph["mq_invoke"] if n not in NOT_YET_PREPARED)
+    evals = sorted(m4_graph["mq_invoke"])
     offending = [["mq_invoke", *paths[0]] for e in evals if (paths := double_paths(m4_graph, e))]
     # mq_invoke's own code (status names, the progress callback) is checked too.
-    offending += double_paths({**m4_graph, "mq_invoke": m4_graph["mq_invoke"] - set(evals) - NOT_YET_PREPARED},
+    offending += double_paths({**m4_graph, "mq_invoke": m4_graph["mq_invoke"] - set(evals)},
                               "mq_invoke")
     assert not offending, ("double-precision arithmetic reachable from mq_invoke on cortex-m4 (compute it in "
                            "mq_prepare_<op> at mq_init instead):\n  " + "\n  ".join(_shown(p) for p in offending))
@@ -161,12 +156,6 @@ def test_the_call_graph_sees_double_where_there_is_some(m4_graph):
     for root in ("mq_prepare_add", "mq_prepare_softmax", "mq_check_conv_2d", "mq_prepare_fully_connected"):
         paths = double_paths(m4_graph, root)
         assert any(p[-1].startswith("__aeabi_d") for p in paths), (root, paths)
-
-
-@pytest.mark.parametrize("name", sorted(NOT_YET_PREPARED))
-def test_not_yet_prepared_lists_only_evals_that_still_reach_double(m4_graph, name):
-    assert name in m4_graph, f"{name} is not a function of the runtime: remove it from NOT_YET_PREPARED"
-    assert double_paths(m4_graph, name), f"{name} no longer reaches double: remove it from NOT_YET_PREPARED"
 
 
 @pytest.mark.parametrize("index", range(len(COVERAGE_EXAMPLES)))
