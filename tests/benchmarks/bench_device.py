@@ -16,7 +16,7 @@ and, for the models measured against TensorFlow Lite Micro in issue 13 (TFLM 90b
 Cortex-M4F with arm-none-eabi-gcc 12.2, the same QEMU), the ratios to TFLM's reference kernels,
 to TFLM with CMSIS-NN and to TFLM's arena_used; on qemu-nano33 also the speed-up over the runtime when
 issue 13 was filed (START). Above each board's table: the runtime's code bytes
-for its core (mcuquant.builtin.cross).
+for its core (mcuquant.builtin.cross) and their ratio to TFLM's reference-kernel build (TFLM_CODE_BYTES).
 
 --profile builds the firmware with -DMQ_PROFILE_OPS (firmware/app/backend_builtin.c), which writes
 every operator's instruction count of each inference to QEMU's stderr, and prints per model the
@@ -48,6 +48,11 @@ TFLM = {
 START = {"zoo:mlp": 168_555, "zoo:cnn": 3_148_334, "zoo:dscnn": 17_477_244, "zoo:resnet8": 6_046_246,
          "zoo:conv1d": 220_770, "zoo:lstm": 461_194, "zoo:autoencoder": 450_359,
          "kws_ref_model.tflite": 43_777_721, "pretrainedResnet_quant.tflite": 110_384_633}
+#: Code bytes of TFLM's reference-kernel build (TFLM 90b983c2, the 34 operators this runtime has
+#: registered, no CMSIS-NN) per core, measured outside the project the way mcuquant.builtin.cross
+#: measures the runtime (-Os, minimal image, --gc-sections, text+data over an empty image; see README).
+TFLM_CODE_BYTES = {"cortex-m0plus": 105_360, "cortex-m3": 94_516, "cortex-m4": 93_596, "cortex-m7": 90_312,
+                   "cortex-m33": 92_952, "cortex-m55": 92_304}
 BOARD_CORE = {"qemu-nano33": "cortex-m4", "qemu-m3": "cortex-m3", "qemu-m7": "cortex-m7", "qemu-m55": "cortex-m55",
               "qemu-m33": "cortex-m33"}
 
@@ -128,7 +133,8 @@ def main(argv=None) -> int:
         for board in args.boards.split(","):
             core = BOARD_CORE[board]
             code = cross_build(core).code_bytes
-            print(f"\n{board} ({core}): builtin runtime code {code:,} bytes")
+            print(f"\n{board} ({core}): builtin runtime code {code:,} bytes, {code / TFLM_CODE_BYTES[core]:.2f}x TFLM's "
+                  f"reference kernels ({TFLM_CODE_BYTES[core]:,})")
             print(f"  {'model':32} {'instructions':>14} {'arena':>8} {'flash':>9} {'RAM':>8} {'identical':>9}"
                   f" {'speed-up':>8} {'vs TFLM ref':>11} {'vs CMSIS-NN':>11} {'arena vs TFLM':>13}")
             rows = {}
