@@ -152,12 +152,14 @@ DSP_BOARDS = ("qemu-nano33", "qemu-m7")
 DSP_PROPERTY_MODELS = int(os.environ.get("MCUQUANT_DSP_PROPERTY_MODELS", "25"))
 
 
+@pytest.mark.qemu
 @pytest.mark.parametrize("board", DSP_BOARDS)
 def test_random_models_are_bit_exact_on_emulated_core(board, tmp_path, qemu_tools):
     _random_campaign(DSP_PROPERTY_MODELS, tmp_path, board=board)
 
 
 @pytest.mark.slow
+@pytest.mark.qemu
 @pytest.mark.parametrize("board", DSP_BOARDS)
 def test_500_random_models_are_bit_exact_on_emulated_core(board, tmp_path, qemu_tools):
     """About as long as the host campaign plus one QEMU run per model (conversions cached)."""

@@ -25,12 +25,12 @@ from mcuquant.builtin.host import HostRuntime
 from mcuquant.errors import McuquantError, ModelError
 from mcuquant.interpreters import Runner
 
-from conftest import SHARED_MODELS, random_int8_inputs
+from conftest import SHARED_MODELS, qemu_children, random_int8_inputs
 from test_builtin_bitexact import DSP_BOARDS
 
 SHARED_INPUTS = 10
 
-pytestmark = pytest.mark.usefixtures("qemu_tools")
+pytestmark = [pytest.mark.qemu, pytest.mark.usefixtures("qemu_tools")]
 
 
 def _shared_names() -> list[str]:
@@ -75,3 +75,11 @@ def test_wrong_input_size_is_an_error(shared_models):
     tflite = (shared_models / "kws_ref_model.tflite").read_bytes()
     with pytest.raises(McuquantError):
         run_on_emulated_core(tflite, np.zeros((2, 491), dtype=np.int8), "qemu-nano33", timeout=30)
+
+
+def test_a_run_past_its_timeout_is_an_error_and_qemu_is_gone(shared_models):
+    tflite = (shared_models / "pretrainedResnet_quant.tflite").read_bytes()
+    x = random_int8_inputs((32, 32, 3), 50, seed=1)  # about 2e9 instructions: far more than 1 s
+    with pytest.raises(McuquantError, match="no result after"):
+        run_on_emulated_core(tflite, x, "qemu-nano33", timeout=1.0)
+    assert qemu_children() == []
