@@ -171,6 +171,7 @@ def _check_on_board(board: str, spec, tflite: bytes, xs: np.ndarray, host_runner
     byte for byte with tflm-host's; a difference names the spec, the ops and what the host build gave."""
     from mcuquant.builtin.emulated import run_on_emulated_core
 
+    xs = np.ascontiguousarray(xs.astype(oracle_runner.input.dtype))  # the converter may keep a float input
     try:
         device = run_on_emulated_core(tflite, xs, board).outputs[0]
     except McuquantError as exc:

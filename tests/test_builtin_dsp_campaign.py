@@ -73,7 +73,7 @@ def test_malformed_model_gives_a_status_not_a_hang(shared_models, board):
 
 def test_wrong_input_size_is_an_error(shared_models):
     tflite = (shared_models / "kws_ref_model.tflite").read_bytes()
-    with pytest.raises(McuquantError):
+    with pytest.raises(ModelError, match=r"\(1, 49, 10, 1\) int8 \(490 bytes a sample\); got \(491,\) int8"):
         run_on_emulated_core(tflite, np.zeros((2, 491), dtype=np.int8), "qemu-nano33", timeout=30)
 
 

@@ -220,13 +220,18 @@ def run_on_emulated_core(model: bytes, inputs: np.ndarray | Sequence[np.ndarray]
         errors = [ln for ln in lines if ln.startswith("error ")]
         if proc.returncode == EXIT_MODEL and errors:
             raise _model_error(b.name, errors[0])
+        ins = [_parse_tensor(ln.split()) for ln in lines if ln.startswith("input ")]
+        if proc.returncode == EXIT_IO and any("whole number of samples" in ln for ln in errors):
+            wanted = ", ".join(f"{i.shape} {i.dtype}" for i in ins)
+            got = ", ".join(f"{a.shape[1:]} {a.dtype}" for a in arrays)
+            raise ModelError(f"the model's inputs are {wanted} ({sum(i.bytes for i in ins)} bytes a sample); "
+                             f"got {got} ({sum(a[0].nbytes for a in arrays) if n else 0} bytes a sample)")
         if proc.returncode != EXIT_OK:
             what = {EXIT_IO: "a file could not be read or written", EXIT_FAULT: "the core faulted",
                     EXIT_MEMORY: "memory"}.get(proc.returncode, "unexpected exit")
             raise McuquantError(f"semihosting runner on {b.name}: exit status {proc.returncode} ({what}); "
                                 f"report: {errors or lines[-1:] or '(none)'}; QEMU: {console or '(silent)'}")
         facts = {ln.split()[0]: ln.split()[1] for ln in lines if len(ln.split()) == 2}
-        ins = [_parse_tensor(ln.split()) for ln in lines if ln.startswith("input ")]
         outs = [_parse_tensor(ln.split()) for ln in lines if ln.startswith("output ")]
         if facts.get("status") != "MQ_OK" or int(facts.get("samples", -1)) != n:
             raise McuquantError(f"semihosting runner on {b.name}: incomplete report {report!r}")
