@@ -168,6 +168,8 @@ def _image_op(draw, shape, *, keep_spatial=False, keep_channels=False, main=True
         return Op("softmax"), shape
     if kind == "reduce_max":  # GlobalMaxPooling2D
         keepdims = draw(st.booleans())
+        if keep_spatial:  # a concat branch must keep H and W (it gave (C,) here): a ReLU instead
+            return Op("act", fn="relu"), shape
         return Op("reduce_max", keepdims=keepdims), ((1, 1, c) if keepdims else (c,))
     if kind == "transpose":
         return Op("transpose", perm=(2, 1, 3)), (w, h, c)

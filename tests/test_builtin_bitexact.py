@@ -11,6 +11,11 @@ Random models: the default run checks MCUQUANT_PROPERTY_MODELS distinct ones (de
 30 s); the acceptance campaign of 500 is marked slow (pytest --runslow). The hand-written specs
 in modelgen.COVERAGE_EXAMPLES always run first, so every op of modelgen.RUNTIME_OPS is covered in
 any run; the 500 random ones cover them all by themselves (asserted).
+
+The same campaign also runs the runtime as compiled for qemu-nano33 (Cortex-M4F) and qemu-m7
+(mcuquant.builtin.emulated's semihosting runner in QEMU), whose DSP-extension kernels the host
+build never executes: MCUQUANT_DSP_PROPERTY_MODELS models per core (default 25), 500 under
+--runslow; it needs qemu-system-arm and arm-none-eabi-gcc, and skips without them.
 """
 
 from __future__ import annotations
@@ -140,9 +145,64 @@ def test_500_random_models_are_bit_exact(tmp_path):
     _random_campaign(FULL_PROPERTY_MODELS, tmp_path)
 
 
-def _random_campaign(n_models: int, tmp_path) -> None:
+# The same campaign with the runtime compiled for emulated Cortex-M cores, DSP kernels included
+# (the host build never runs them); see test_builtin_dsp_campaign.py for the rest of that check.
+# Here, after the host campaign in the same file, the first models' conversions are cached.
+DSP_BOARDS = ("qemu-nano33", "qemu-m7")
+DSP_PROPERTY_MODELS = int(os.environ.get("MCUQUANT_DSP_PROPERTY_MODELS", "25"))
+
+
+@pytest.mark.qemu
+@pytest.mark.parametrize("board", DSP_BOARDS)
+def test_random_models_are_bit_exact_on_emulated_core(board, tmp_path, qemu_tools):
+    _random_campaign(DSP_PROPERTY_MODELS, tmp_path, board=board)
+
+
+@pytest.mark.slow
+@pytest.mark.qemu
+@pytest.mark.parametrize("board", DSP_BOARDS)
+def test_500_random_models_are_bit_exact_on_emulated_core(board, tmp_path, qemu_tools):
+    """About as long as the host campaign plus one QEMU run per model (conversions cached)."""
+    _random_campaign(FULL_PROPERTY_MODELS, tmp_path, board=board)
+
+
+def _check_on_board(board: str, spec, tflite: bytes, xs: np.ndarray, host_runner, oracle_runner) -> None:
+    """All samples `xs` through the runtime on `board`'s core in one QEMU run, each output compared
+    byte for byte with tflm-host's; a difference names the spec, the ops and what the host build gave."""
+    from mcuquant.builtin.emulated import run_on_emulated_core
+
+    xs = np.ascontiguousarray(xs.astype(oracle_runner.input.dtype))  # the converter may keep a float input
+    try:
+        device = run_on_emulated_core(tflite, xs, board).outputs[0]
+    except McuquantError as exc:
+        raise AssertionError(f"builtin runtime on {board} fails a model builtin-host runs: {exc}\n  {spec!r}"
+                             f"\n  ops: {op_names(tflite)}") from None
+    for k, x in enumerate(xs):
+        oracle = oracle_runner.invoke(x)
+        ours = device[k]
+        if ours.dtype == oracle.dtype and ours.size == oracle.size and ours.tobytes() == oracle.tobytes():
+            continue
+        host = host_runner.invoke(x)
+        head = f"builtin runtime on {board} and tflm-host differ on {spec!r}\n  ops: {op_names(tflite)}\n  sample {k}"
+        if ours.dtype != oracle.dtype or ours.size != oracle.size:
+            raise AssertionError(head + f": {board} {ours.dtype}{ours.shape} vs tflm-host {oracle.dtype}{oracle.shape}")
+        flat_ours, flat_oracle, flat_host = ours.ravel(), oracle.ravel(), host.ravel()
+        diff = np.flatnonzero(flat_ours.view(np.uint8) != flat_oracle.view(np.uint8)) // flat_ours.itemsize
+        e = int(diff[0])
+        raise AssertionError(head + f", {len(np.unique(diff))} of {flat_ours.size} output elements differ; first "
+                             f"element {e}: {board} {flat_ours[e]!r}, tflm-host {flat_oracle[e]!r}, builtin-host "
+                             f"{flat_host[e]!r} (builtin-host {'equals' if host.tobytes() == oracle.tobytes() else 'also differs from'} "
+                             "tflm-host on this sample)")
+
+
+def _random_campaign(n_models: int, tmp_path, board: str | None = None) -> None:
     """`n_models` distinct random models (hypothesis draws some specs twice: it gets a margin of
     examples, and the ones beyond the count are skipped unless shrinking a failure).
+
+    ``board``: run the builtin runtime on that emulated board's core (QEMU, the semihosting runner
+    of mcuquant.builtin.emulated: the runtime as compiled for the core, DSP kernels included)
+    instead of the host build; the same specs are drawn, and the host build still decides which
+    models count (the device must then accept every model the host accepts).
 
     A model the builtin runtime rejects passes only if tflm-host cannot run it either (it is then
     listed, not counted). A model tflm-host aborts on that the builtin runtime accepts would end the
@@ -183,7 +243,11 @@ def _random_campaign(n_models: int, tmp_path) -> None:
                 if is_random:
                     random_coverage.update(names)
                     seen.add(spec)
-            for x in sample_inputs(spec, INPUTS_PER_RANDOM_MODEL):
+            xs = sample_inputs(spec, INPUTS_PER_RANDOM_MODEL)
+            if board is not None:
+                _check_on_board(board, spec, tflite, xs, ours_runner, oracle_runner)
+                return
+            for x in xs:
                 ours, oracle = ours_runner.invoke(x), oracle_runner.invoke(x)
                 if ours.dtype != oracle.dtype or ours.shape != oracle.shape or ours.tobytes() != oracle.tobytes():
                     raise AssertionError(_first_difference(spec, tflite, x, ours, oracle))
@@ -200,7 +264,7 @@ def _random_campaign(n_models: int, tmp_path) -> None:
         given(spec=model_specs())(check))
     check()
 
-    print(f"\nrandom models: {len(seen)} distinct specs (+{len(COVERAGE_EXAMPLES)} hand-written), "
+    print(f"\nrandom models{'' if board is None else ' on ' + board}: {len(seen)} distinct specs (+{len(COVERAGE_EXAMPLES)} hand-written), "
           f"{INPUTS_PER_RANDOM_MODEL} inputs each; op coverage (models containing the op, random / all):")
     for op in RUNTIME_OPS:
         print(f"  {op:18s} {random_coverage[op]:5d} / {coverage[op]}")

@@ -138,7 +138,7 @@ uint32_t mq_hal_millis(void)
 }
 
 /* ARM semihosting: operation in r0, argument in r1, BKPT 0xAB; the result comes back in r0. */
-static uint32_t semihost_call(uint32_t op, const void *arg)
+uint32_t mq_mps2_semihost(uint32_t op, const void *arg)
 {
     register uint32_t r0 __asm__("r0") = op;
     register const void *r1 __asm__("r1") = arg;
@@ -155,7 +155,7 @@ void mq_mps2_exit(int status)
     /* SYS_EXIT_EXTENDED passes the status through to QEMU's exit code (plain SYS_EXIT on
      * AArch32 only distinguishes success from failure). */
     const uint32_t block[2] = {SEMIHOST_ADP_STOPPED_APPLICATION_EXIT, (uint32_t)status};
-    (void)semihost_call(SEMIHOST_SYS_EXIT_EXTENDED, block);
+    (void)mq_mps2_semihost(SEMIHOST_SYS_EXIT_EXTENDED, block);
     for (;;) {
         /* not reached when semihosting is enabled; otherwise stay here */
     }
@@ -163,5 +163,5 @@ void mq_mps2_exit(int status)
 
 void mq_mps2_debug_write(const char *text)
 {
-    (void)semihost_call(SEMIHOST_SYS_WRITE0, text);
+    (void)mq_mps2_semihost(SEMIHOST_SYS_WRITE0, text);
 }

@@ -58,6 +58,10 @@ void mq_mps2_exit(int status);
  * faults and diagnostics that must not mix with the protocol on the UART. */
 void mq_mps2_debug_write(const char *text);
 
+/* One ARM semihosting call (BKPT 0xAB): operation `op` (SYS_OPEN 0x01, SYS_WRITE 0x05, ...)
+ * with its argument block; returns what the debugger / QEMU puts in r0. */
+uint32_t mq_mps2_semihost(uint32_t op, const void *arg);
+
 #ifdef __cplusplus
 }
 #endif
