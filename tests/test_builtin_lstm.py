@@ -187,6 +187,23 @@ def test_keras_lstm_is_bit_exact_on_samples_in_sequence(converted, name):
     _assert_same_sequence(model)
 
 
+@pytest.mark.qemu
+@pytest.mark.parametrize("board", ["qemu-nano33", "qemu-m7"])
+@pytest.mark.parametrize("name", DEFAULT_CASES)
+def test_keras_lstm_is_bit_exact_on_emulated_dsp_cores(converted, qemu_tools, board, name):
+    """The packed gate rows through the DSP path (mq_dot_packed4's assembly), samples in sequence
+    with the state carried over, as the host campaign runs them; odd sizes leave padded words."""
+    from mcuquant.builtin.emulated import run_on_emulated_core
+
+    model = converted(name)
+    tflm = Runner("tflm-host", model)
+    xs = _inputs(tflm.input.shape[1:], SAMPLES, 3)
+    expected = tflm.run(xs, progress=False)
+    for prepared in (None, HostRuntime(model).prepared_blob()):
+        got = run_on_emulated_core(model, xs, board, prepared=prepared).outputs[0].reshape(expected.shape)
+        assert_identical(expected, got, xs, f"LSTM model on {board} (prepared data {'in flash' if prepared else 'in the arena'})")
+
+
 def test_state_carries_over_invokes_as_in_tflm(converted):
     """tflm-host keeps the LSTM state from one invoke to the next (its variable tensors are reset
     only when the interpreter is made); the builtin runtime does the same, and a fresh
