@@ -213,6 +213,7 @@ def _random_campaign(n_models: int, tmp_path, board: str | None = None) -> None:
     seen: set = set()  # distinct random specs that ran bit-exact
     rejected_by_both: dict = {}  # spec -> (builtin-host's error, tflm-host's failure)
     outside_the_runtime: dict = {}  # spec -> builtin-host's error naming an op it does not implement
+    not_convertible: dict = {}  # spec -> the TFLite converter's error (the generator's limit, not the runtime's)
     failing: list = []  # non-empty once an example failed: hypothesis then shrinks, skip nothing
 
     def check(spec):
@@ -220,7 +221,15 @@ def _random_campaign(n_models: int, tmp_path, board: str | None = None) -> None:
         if is_random and spec not in seen and len(seen) >= n_models and not failing:
             return
         try:
-            tflite = convert(spec)
+            try:
+                tflite = convert(spec)
+            except RuntimeError as exc:
+                # A Keras model TF's converter cannot quantize (e.g. a "same scale constraint" on a
+                # MAXIMUM feeding a concatenation) tests no runtime: listed, not counted.
+                if not str(exc).startswith("TFLite conversion of"):
+                    raise
+                not_convertible[spec] = str(exc)
+                return
             try:
                 ours_runner = Runner("builtin-host", tflite)
             except McuquantError as exc:
@@ -274,6 +283,9 @@ def _random_campaign(n_models: int, tmp_path, board: str | None = None) -> None:
     print(f"converted to ops outside the runtime, refused by name (not counted): {len(outside_the_runtime)}")
     for spec, why in list(outside_the_runtime.items())[:5]:
         print(f"  {spec!r}\n    builtin-host: {why}")
+    print(f"not convertible by TF's converter (not counted): {len(not_convertible)}")
+    for spec, why in list(not_convertible.items())[:5]:
+        print(f"  {why[:300]}")
     assert len(seen) == n_models, f"hypothesis drew only {len(seen)} distinct specs; widen the margin"
     assert set(RUNTIME_OPS) <= set(coverage), f"ops never generated: {set(RUNTIME_OPS) - set(coverage)}"
     assert set(coverage) <= set(RUNTIME_OPS), f"ops outside the runtime's list: {set(coverage) - set(RUNTIME_OPS)}"

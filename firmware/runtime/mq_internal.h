@@ -104,13 +104,15 @@ typedef struct mq_model {
     uint64_t prepared_bound;   /* an upper bound of the operators' prepared data */
 } mq_model;
 
-/* Bounds of what prepare() asks for: per output channel (mq_prepare_channel_params takes 9, an LSTM
- * unit 32 of folded starts and up to 48 of its packed rows' padding), per operator (alignment, or
- * parameters of a fixed size such as ADD's multipliers or the LSTM's 216 bytes) and per byte of the
- * largest constant (the LSTM's eight weight matrices packed as int16: 16). */
-#define MQ_PREPARED_PER_CHANNEL 80u
-#define MQ_PREPARED_PER_OP 256u
-#define MQ_PREPARED_PER_CONSTANT_BYTE 16u
+/* Bounds of what prepare() asks for: per output channel (mq_prepare_channel_params takes 9) and per
+ * operator (alignment, or parameters of a fixed size such as ADD's multipliers); an LSTM more: its
+ * 216 bytes of parameters, per unit 32 bytes of folded starts and up to 48 of padding of its
+ * packed rows, and its eight weight matrices packed as int16 (16 per byte of the largest constant). */
+#define MQ_PREPARED_PER_CHANNEL 12u
+#define MQ_PREPARED_PER_OP 64u
+#define MQ_PREPARED_LSTM_PER_OP 256u
+#define MQ_PREPARED_LSTM_PER_CHANNEL 80u
+#define MQ_PREPARED_LSTM_PER_CONSTANT_BYTE 16u
 
 /* An operator's scratch memory is at most this many bytes per byte of the model's largest constant
  * tensor (an im2col buffer of two windows in int16 takes 4 per filter byte), plus the largest

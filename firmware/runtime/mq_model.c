@@ -459,6 +459,7 @@ mq_status mq_model_load(mq_interpreter *it, mq_model *m, const mq_model_dest *de
     }
 
     uint64_t io_slot = 0;
+    uint64_t lstm_ops = 0; /* their prepared data holds repacked weights */
     for (uint32_t i = 0; i < m->operators.len; ++i) {
         mq_op *op = dest != NULL ? &dest->ops[i] : &scratch_op;
         const mq_status s = parse_operator(it, m, i, op, dest != NULL ? dest->tensors : NULL,
@@ -468,6 +469,7 @@ mq_status mq_model_load(mq_interpreter *it, mq_model *m, const mq_model_dest *de
             return s;
         }
         io_slot += (uint64_t)op->ctx.ninputs + op->ctx.noutputs;
+        if (op->code == MQ_OP_UNIDIRECTIONAL_SEQUENCE_LSTM) ++lstm_ops;
         /* Vectors shared between operators could multiply the work; real models never share. */
         if (io_slot > m->fb.len / 4u)
             return fail(it, MQ_ERR_LIMIT, "operators list more tensors than the model can hold");
@@ -476,13 +478,19 @@ mq_status mq_model_load(mq_interpreter *it, mq_model *m, const mq_model_dest *de
     /* Scratch blocks live one operator each: the activation area grows by the largest at most. */
     m->scratch_limit = MQ_SCRATCH_PER_CONSTANT_BYTE * largest_constant + largest_activation + MQ_ARENA_ALIGN; /* < 2^36 */
     m->activation_bound += align_up(m->scratch_limit);
-    /* Prepared data is per output channel (at most the largest last dimension), alignment and
-     * repacked weights (at most MQ_PREPARED_PER_CONSTANT_BYTE bytes per byte of the largest constant). */
+    /* Prepared data is per output channel (at most the largest last dimension) plus alignment; an
+     * LSTM's also its fixed parameters and its weights repacked (at most
+     * MQ_PREPARED_LSTM_PER_CONSTANT_BYTE bytes per byte of the largest constant). */
     {
-        const uint64_t per_op = MQ_PREPARED_PER_OP + MQ_PREPARED_PER_CHANNEL * most_channels +
-                                MQ_PREPARED_PER_CONSTANT_BYTE * largest_constant; /* < 2^40 */
         const uint64_t ops = m->operators.len;
-        m->prepared_bound = ops != 0 && per_op > UINT64_MAX / ops ? UINT64_MAX : ops * per_op;
+        const uint64_t per_op = MQ_PREPARED_PER_OP + MQ_PREPARED_PER_CHANNEL * most_channels; /* < 2^36 */
+        const uint64_t per_lstm = MQ_PREPARED_LSTM_PER_OP + MQ_PREPARED_LSTM_PER_CHANNEL * most_channels +
+                                  MQ_PREPARED_LSTM_PER_CONSTANT_BYTE * largest_constant; /* < 2^41 */
+        /* ops < 2^32 (a flatbuffer vector's length): saturate rather than wrap */
+        if ((ops != 0 && per_op > UINT64_MAX / 2u / ops) || (lstm_ops != 0 && per_lstm > UINT64_MAX / 2u / lstm_ops))
+            m->prepared_bound = UINT64_MAX;
+        else
+            m->prepared_bound = ops * per_op + lstm_ops * per_lstm;
     }
     return MQ_OK;
 }
