@@ -42,7 +42,7 @@ import numpy as np
 from mcuquant.boards import Board, get_board
 from mcuquant.builtin import sources
 from mcuquant.builtin.cross import PREFIX, find_cross_tool
-from mcuquant.builtin.host import _DTYPES, _UNSUPPORTED, cache_dir
+from mcuquant.builtin.host import _DTYPES, cache_dir, runtime_error
 from mcuquant.errors import ConfigError, McuquantError, ModelError, UnsupportedOpError
 
 RUNNER_SOURCE = Path("semihost") / "mq_semihost_run.c"
@@ -165,12 +165,7 @@ def _model_error(board: str, line: str) -> McuquantError:
     # error STAGE STATUS op INDEX NAME: DETAIL
     head, _, detail = line.partition(": ")
     _, stage, status, _, op_index, op_name = head.split(" ", 5)
-    where = f" at operator {op_index} ({op_name})" if int(op_index) >= 0 else ""
-    cls = UnsupportedOpError if status in _UNSUPPORTED else ModelError
-    exc = cls(f"builtin runtime on {board} ({stage}): {status}{where}: {detail}")
-    exc.status, exc.op_index, exc.detail = status, int(op_index), detail
-    exc.op_name = op_name if int(op_index) >= 0 else None
-    return exc
+    return runtime_error(f"builtin runtime on {board} ({stage})", status, int(op_index), op_name, detail)
 
 
 def run_on_emulated_core(model: bytes, inputs: np.ndarray | Sequence[np.ndarray], board: Board | str = "qemu-nano33",

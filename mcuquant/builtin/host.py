@@ -55,6 +55,16 @@ MQ_INIT_PRESERVE_ALL = 1
 _COMPILE_TIMEOUT_S = 300
 
 
+def runtime_error(who: str, status: str, op_index: int, op_name: str | None, detail: str) -> McuquantError:
+    """The error for a runtime status (UnsupportedOpError for the MQ_ERR_UNSUPPORTED_* ones), with
+    ``status``, ``op_index``, ``op_name`` and ``detail`` as attributes; ``who`` starts the message."""
+    where = f" at operator {op_index} ({op_name})" if op_index >= 0 else ""
+    cls = UnsupportedOpError if status in _UNSUPPORTED else ModelError
+    exc = cls(f"{who}: {status}{where}: {detail}")
+    exc.status, exc.op_index, exc.op_name, exc.detail = status, op_index, op_name if op_index >= 0 else None, detail
+    return exc
+
+
 # ---------------------------------------------------------------------------------------------
 # Building.
 
@@ -308,17 +318,11 @@ class HostRuntime:
 
     def _error(self, status: int, it: MqInterpreter) -> McuquantError:
         name = STATUS_NAMES[status] if 0 <= status < len(STATUS_NAMES) else f"status {status}"
-        detail = (it.error_detail or b"").decode()
-        op_index = int(it.error_op)
-        where, op_name = "", None
+        op_index, op_name = int(it.error_op), None
         if op_index >= 0:
             code = self._lib.mq_op_code_at(ctypes.byref(it), op_index)
             op_name = self._lib.mq_op_name(code).decode() if code >= 0 else "UNKNOWN"
-            where = f" at operator {op_index} ({op_name})"
-        cls = UnsupportedOpError if name in _UNSUPPORTED else ModelError
-        exc = cls(f"builtin runtime: {name}{where}: {detail}")
-        exc.status, exc.op_index, exc.op_name, exc.detail = name, op_index, op_name, detail
-        return exc
+        return runtime_error("builtin runtime", name, op_index, op_name, (it.error_detail or b"").decode())
 
     def _view(self, index: int) -> TensorView:
         t = self._it.tensors[index]

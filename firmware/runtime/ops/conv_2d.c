@@ -50,17 +50,18 @@ static mq_status conv_prepare(const mq_op_ctx *ctx, conv_params *p)
 mq_status mq_check_conv_2d(const mq_op_ctx *ctx)
 {
     conv_params p;
-    const mq_weighted_operands w = {ctx->inputs[0], ctx->inputs[1], ctx->ninputs == 3 ? ctx->inputs[2] : NULL,
-                                    ctx->outputs[0]};
     const mq_status s = conv_prepare(ctx, &p);
-    return s != MQ_OK ? s : mq_check_channel_multipliers(&w, ctx->outputs[0]->dims[3]);
+    if (s != MQ_OK) return s;
+    {
+        const mq_weighted_operands w = mq_weighted_operands_at(ctx);
+        return mq_check_channel_multipliers(&w, ctx->outputs[0]->dims[3]);
+    }
 }
 
 mq_status mq_prepare_conv_2d(const mq_op_ctx *ctx, uint8_t *out, uint32_t *bytes)
 {
     const mq_tensor *filter = ctx->inputs[1];
-    const mq_weighted_operands w = {ctx->inputs[0], filter, ctx->ninputs == 3 ? ctx->inputs[2] : NULL,
-                                    ctx->outputs[0]};
+    const mq_weighted_operands w = mq_weighted_operands_at(ctx);
     const uint32_t per_filter = (uint32_t)filter->dims[1] * (uint32_t)filter->dims[2] * (uint32_t)filter->dims[3];
     return mq_prepare_channel_params(&w, filter->dims[0], per_filter, per_filter, 1u, out, bytes);
 }

@@ -56,17 +56,18 @@ static mq_status dw_prepare(const mq_op_ctx *ctx, dw_params *p)
 mq_status mq_check_depthwise_conv_2d(const mq_op_ctx *ctx)
 {
     dw_params p;
-    const mq_weighted_operands w = {ctx->inputs[0], ctx->inputs[1], ctx->ninputs == 3 ? ctx->inputs[2] : NULL,
-                                    ctx->outputs[0]};
     const mq_status s = dw_prepare(ctx, &p);
-    return s != MQ_OK ? s : mq_check_channel_multipliers(&w, ctx->outputs[0]->dims[3]);
+    if (s != MQ_OK) return s;
+    {
+        const mq_weighted_operands w = mq_weighted_operands_at(ctx);
+        return mq_check_channel_multipliers(&w, ctx->outputs[0]->dims[3]);
+    }
 }
 
 mq_status mq_prepare_depthwise_conv_2d(const mq_op_ctx *ctx, uint8_t *out, uint32_t *bytes)
 {
     const mq_tensor *filter = ctx->inputs[1];
-    const mq_weighted_operands w = {ctx->inputs[0], filter, ctx->ninputs == 3 ? ctx->inputs[2] : NULL,
-                                    ctx->outputs[0]};
+    const mq_weighted_operands w = mq_weighted_operands_at(ctx);
     const int32_t out_c = filter->dims[3];
     /* Channel c's weights: filter[0][ky][kx][c], one per tap, out_c apart. */
     return mq_prepare_channel_params(&w, out_c, (uint32_t)filter->dims[1] * (uint32_t)filter->dims[2], 1u,

@@ -70,17 +70,18 @@ static mq_status check_scales(const mq_weighted_operands *w, int32_t units)
 mq_status mq_check_fully_connected(const mq_op_ctx *ctx)
 {
     fc_params p;
-    const mq_weighted_operands w = {ctx->inputs[0], ctx->inputs[1], ctx->ninputs == 3 ? ctx->inputs[2] : NULL,
-                                    ctx->outputs[0]};
     const mq_status s = fc_prepare(ctx, &p);
-    return s != MQ_OK ? s : check_scales(&w, p.units);
+    if (s != MQ_OK) return s;
+    {
+        const mq_weighted_operands w = mq_weighted_operands_at(ctx);
+        return check_scales(&w, p.units);
+    }
 }
 
 mq_status mq_prepare_fully_connected(const mq_op_ctx *ctx, uint8_t *out, uint32_t *bytes)
 {
     const mq_tensor *filter = ctx->inputs[1];
-    const mq_weighted_operands w = {ctx->inputs[0], filter, ctx->ninputs == 3 ? ctx->inputs[2] : NULL,
-                                    ctx->outputs[0]};
+    const mq_weighted_operands w = mq_weighted_operands_at(ctx);
     return mq_prepare_channel_params(&w, filter->dims[0], (uint32_t)filter->dims[1], (uint32_t)filter->dims[1], 1u,
                                      out, bytes);
 }

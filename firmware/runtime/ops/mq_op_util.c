@@ -266,10 +266,7 @@ mq_status mq_weighted_operands_of(const mq_op_ctx *ctx, uint8_t filter_rank, mq_
 {
     mq_status s;
     if (ctx->ninputs < 2 || ctx->ninputs > 3 || ctx->noutputs != 1) return MQ_ERR_MALFORMED;
-    w->in = ctx->inputs[0];
-    w->filter = ctx->inputs[1];
-    w->bias = ctx->ninputs == 3 ? ctx->inputs[2] : NULL;
-    w->out = ctx->outputs[0];
+    *w = mq_weighted_operands_at(ctx);
     if (w->in == NULL || w->filter == NULL || w->out == NULL || ctx->options == NULL) return MQ_ERR_MALFORMED;
     if ((s = mq_check_int8_activation(w->in)) != MQ_OK) return s;
     if ((s = mq_check_int8_activation(w->out)) != MQ_OK) return s;

@@ -94,6 +94,17 @@ typedef struct mq_weighted_operands {
 
 mq_status mq_weighted_operands_of(const mq_op_ctx *ctx, uint8_t filter_rank, mq_weighted_operands *w);
 
+/* The same view without the checks, for an operator mq_weighted_operands_of has accepted. */
+static inline mq_weighted_operands mq_weighted_operands_at(const mq_op_ctx *ctx)
+{
+    mq_weighted_operands w;
+    w.in = ctx->inputs[0];
+    w.filter = ctx->inputs[1];
+    w.bias = ctx->ninputs == 3 ? ctx->inputs[2] : NULL;
+    w.out = ctx->outputs[0];
+    return w;
+}
+
 
 /*
  * What CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED compute once per output channel (their
