@@ -32,27 +32,38 @@ typedef struct mq_kernel {
 /* The kernel for a builtin code, NULL when the runtime has none. */
 const mq_kernel *mq_find_kernel(int32_t code);
 
-/* One operator of the graph, in the arena. ctx.inputs/outputs point into the arena too. */
+/* One operator of the graph, in the arena. ctx.inputs/outputs point into the arena too; ctx.options
+ * only while mq_init calls check(), prepare(), scratch() and in_place() (the options are read from the
+ * model again for each: they take no arena memory, and eval() finds what it needs in ctx.prepared). */
 typedef struct mq_op {
     mq_op_ctx ctx;
-    mq_op_options options;
     const mq_kernel *kernel;
-    int32_t code;
 } mq_op;
 
-/* Working state of the planner (in the arena, dead after mq_init): one entry per tensor, then one
- * per operator for its scratch memory (entry ntensors + i: operator i's, live at step i only). */
+/* The planner's working state (in the work area, dead after mq_init). Blocks to place: every
+ * non-constant tensor and the scratch memory of every operator with a scratch() function (live at
+ * its step only). slot[k] is tensor k's entry (k < ntensors) or operator k - ntensors' entry, or
+ * MQ_PLAN_NONE; steps and entry numbers are 16-bit, so mq_init refuses models beyond the limits. */
+#define MQ_PLAN_NONE 0xFFFFu
+#define MQ_PLAN_MAX_ENTRIES 32767u
+#define MQ_PLAN_MAX_OPS 32766u
 typedef struct mq_plan_entry {
     uint32_t bytes;     /* what it occupies: the tensor's bytes, or the operator's scratch bytes (for a
-                           tensor others share memory with: the largest of them) */
-    int32_t shares;     /* -1, or the tensor whose memory this one takes over (an in-place output) */
-    int32_t first;      /* first operator step the tensor is live, INT32_MAX if never */
-    int32_t last;       /* last operator step, -1 if never */
-    int32_t writer;     /* first operator writing it; -1 if available from the start */
+                           block others share memory with: the largest of them) */
     uint32_t offset;    /* from the start of the activation area */
-    uint32_t order;     /* order[k]: k-th tensor in placement order (an array laid over the entries) */
-    uint32_t by_offset; /* by_offset[k]: placed tensors sorted by offset (likewise) */
+    int16_t shares;     /* -1, or the entry whose memory this one takes over (an in-place output) */
+    int16_t first;      /* first operator step the block is live, INT16_MAX if never */
+    int16_t last;       /* last operator step, -1 if never */
+    int16_t writer;     /* first operator writing it; -1 if available from the start, INT16_MAX never */
+    uint16_t order;     /* order[k]: k-th entry in placement order (an array laid over the entries) */
+    uint16_t by_offset; /* by_offset[k]: placed entries sorted by offset (likewise) */
 } mq_plan_entry;
+
+typedef struct mq_plan {
+    uint16_t *slot;          /* ntensors + nops */
+    mq_plan_entry *entry;
+    uint32_t nentries;
+} mq_plan;
 
 /*
  * Arena layout, each section aligned to MQ_ARENA_ALIGN:
@@ -60,8 +71,9 @@ typedef struct mq_plan_entry {
  *   ops      nops x sizeof(mq_op)
  *   io       nio x sizeof(mq_tensor *)        (every operator's input and output pointers)
  *   indices  (ninputs + noutputs) x int32
- * then the work area: during mq_init it holds the planner's entries ((ntensors + nops) x
- * sizeof(mq_plan_entry), dead once the activations are placed), afterwards the activations; then
+ * then the work area: during mq_init it holds the planner's slots ((ntensors + nops) x uint16) and
+ * entries (nplanned x sizeof(mq_plan_entry)), dead once the activations are placed, afterwards the
+ * activations; then
  * the prepared data of the operators (prepared_bytes, each operator's part 4-byte aligned). The
  * arena needs the metadata, the larger of the two, and the prepared data. The sizes of the structs
  * are parameters so that the host can compute the figure of a 32-bit target (mcuquant/builtin/cross.py).
@@ -69,10 +81,11 @@ typedef struct mq_plan_entry {
 typedef struct mq_layout {
     uint64_t tensors, ops, io, indices; /* section offsets */
     uint64_t total;                     /* metadata bytes, a multiple of MQ_ARENA_ALIGN */
-    uint64_t plan;                      /* bytes of the planner's entries at the start of the work area */
+    uint64_t plan_entries;              /* offset of the planner's entries in the work area (after its slots) */
+    uint64_t plan;                      /* bytes of the planner's slots and entries */
 } mq_layout;
 
-void mq_compute_layout(uint32_t ntensors, uint32_t nops, uint64_t nio, uint32_t nindices,
+void mq_compute_layout(uint32_t ntensors, uint32_t nops, uint64_t nio, uint32_t nindices, uint32_t nplanned,
                        uint64_t sizeof_tensor, uint64_t sizeof_op, uint64_t sizeof_ptr,
                        uint64_t sizeof_plan_entry, mq_layout *out);
 
@@ -102,6 +115,7 @@ typedef struct mq_model {
                                   block allowed: an upper bound of the activation area */
     uint64_t scratch_limit;    /* what scratch() may ask for (MQ_SCRATCH_PER_CONSTANT_BYTE) */
     uint64_t prepared_bound;   /* an upper bound of the operators' prepared data */
+    uint64_t nplanned;         /* blocks the planner places (mq_plan_count once loaded) */
 } mq_model;
 
 /* Bounds of what prepare() asks for: per output channel (mq_prepare_channel_params takes 9) and per
@@ -136,24 +150,34 @@ typedef struct mq_model_dest {
  */
 mq_status mq_model_load(mq_interpreter *it, mq_model *m, const mq_model_dest *dest);
 
+/* Operator `index`'s builtin options, read from the model (after mq_model_load accepted it). */
+mq_status mq_model_options(mq_interpreter *it, const mq_model *m, uint32_t index, mq_op_options *o);
+
 /* ---- planning (mq_planner.c) ---- */
+
+/* Blocks the planner places for a loaded model: non-constant tensors and operators with scratch(). */
+uint32_t mq_plan_count(const mq_interpreter *it);
 
 /*
  * Lifetimes, and the data-flow rules the kernels rely on: no operator reads a tensor before it
  * is written (graph inputs and variable tensors count as written), writes a constant or writes
  * one of its own inputs; every graph output is written.
  */
-mq_status mq_plan_lifetimes(mq_interpreter *it, mq_plan_entry *plan, int preserve_all);
+mq_status mq_plan_lifetimes(mq_interpreter *it, mq_plan *plan, int preserve_all);
 
 /* Operator `op` may write output tensor `out` over input tensor `in`: the planner lets them share
  * memory when `in` is free after this step. Returns 1 if they share. After mq_plan_lifetimes. */
-int mq_plan_share(mq_interpreter *it, mq_plan_entry *plan, uint32_t op, uint32_t in, uint32_t out);
+int mq_plan_share(mq_interpreter *it, mq_plan *plan, uint32_t op, uint32_t in, uint32_t out);
 
 /* Operator `op`'s scratch block of `bytes` (0: none), after mq_plan_lifetimes and check(). */
-void mq_plan_scratch(mq_interpreter *it, mq_plan_entry *plan, uint32_t op, uint32_t bytes);
+void mq_plan_scratch(mq_interpreter *it, mq_plan *plan, uint32_t op, uint32_t bytes);
 
 /* Greedy placement after mq_plan_lifetimes: sets every planned tensor's offset and
  * it->activation_bytes. */
-mq_status mq_plan_place(mq_interpreter *it, mq_plan_entry *plan);
+mq_status mq_plan_place(mq_interpreter *it, mq_plan *plan);
+
+/* Where block k (tensor k, or operator k - ntensors' scratch) was placed in the activation area,
+ * NULL when it is not placed. After mq_plan_place, before any activation is written. */
+uint8_t *mq_plan_address(const mq_plan *plan, uint32_t k, uint8_t *activations);
 
 #endif /* MQ_INTERNAL_H */

@@ -12,10 +12,11 @@
  *  - Safety does not depend on trusting a generator: every offset, length and index is checked
  *    when the model is loaded, so a corrupted or hostile array yields an error code, and the
  *    kernels' check() functions validate shapes and quantization against what eval() indexes.
- *  - Cost: about 3 KB of code for the reader and loader, an init-time parse, and the metadata
- *    (tensor/operator structs, roughly 70 B per tensor and 100 B per operator on a 32-bit core) in
- *    RAM, inside the arena. Weights and quantization vectors are never copied: tensors point into
- *    the model. What operators derive from the model once (prepare(): multipliers, folded biases)
+ *  - Cost: about 3 KB of code for the reader and loader, an init-time parse, and the metadata in
+ *    RAM, inside the arena: 44 B per tensor and 36 B per operator on a 32-bit core, plus 4 B per
+ *    operand reference. Weights, shapes and quantization vectors are never copied: tensors point
+ *    into the model, and operator options are read from it again whenever mq_init needs them
+ *    (eval() finds what it uses in its prepared data). What operators derive from the model once (prepare(): multipliers, folded biases)
  *    is the one exception to "no second artifact": the export may put it in flash, made by this
  *    same code on the host and bound to the model by SHA-256 (mq_init_prepared), or mq_init
  *    computes it into the arena.
@@ -45,7 +46,7 @@ static uint64_t section(uint64_t count, uint64_t size)
     return add_sat(count * size, MQ_ARENA_ALIGN - 1u) & ~(uint64_t)(MQ_ARENA_ALIGN - 1u);
 }
 
-void mq_compute_layout(uint32_t ntensors, uint32_t nops, uint64_t nio, uint32_t nindices,
+void mq_compute_layout(uint32_t ntensors, uint32_t nops, uint64_t nio, uint32_t nindices, uint32_t nplanned,
                        uint64_t sizeof_tensor, uint64_t sizeof_op, uint64_t sizeof_ptr,
                        uint64_t sizeof_plan_entry, mq_layout *out)
 {
@@ -59,7 +60,8 @@ void mq_compute_layout(uint32_t ntensors, uint32_t nops, uint64_t nio, uint32_t 
     out->indices = off;
     off = add_sat(off, section(nindices, sizeof(int32_t)));
     out->total = off;
-    out->plan = section((uint64_t)ntensors + nops, sizeof_plan_entry);
+    out->plan_entries = section((uint64_t)ntensors + nops, sizeof(uint16_t));
+    out->plan = add_sat(out->plan_entries, section(nplanned, sizeof_plan_entry));
 }
 
 /* Metadata, a work area of max(activations, plan entries), the prepared data. */
@@ -75,8 +77,8 @@ uint64_t mq_arena_bytes(const mq_interpreter *it, uint32_t sizeof_tensor, uint32
     uint64_t nio = 0;
     if (it == NULL || !it->ready) return 0;
     for (uint32_t i = 0; i < it->nops; ++i) nio += (uint64_t)it->ops[i].ctx.ninputs + it->ops[i].ctx.noutputs;
-    mq_compute_layout(it->ntensors, it->nops, nio, it->ninputs + it->noutputs, sizeof_tensor, sizeof_op,
-                      sizeof_ptr, sizeof_plan_entry, &layout);
+    mq_compute_layout(it->ntensors, it->nops, nio, it->ninputs + it->noutputs, mq_plan_count(it), sizeof_tensor,
+                      sizeof_op, sizeof_ptr, sizeof_plan_entry, &layout);
     return arena_total(&layout, it->activation_bytes, it->prepared_bytes);
 }
 
@@ -185,8 +187,10 @@ mq_status mq_init_ex(mq_interpreter *it, const uint8_t *model, size_t model_len,
     if (s != MQ_OK) return s;
     const uint64_t nindices = (uint64_t)m.inputs.len + m.outputs.len;
     if (m.nio > UINT32_MAX || nindices > UINT32_MAX) return fail(it, MQ_ERR_LIMIT, "too many tensor references");
-    mq_compute_layout(m.tensors.len, m.operators.len, m.nio, (uint32_t)nindices, sizeof(mq_tensor),
-                      sizeof(mq_op), sizeof(mq_tensor *), sizeof(mq_plan_entry), &layout);
+    if (m.operators.len > MQ_PLAN_MAX_OPS || m.nplanned > MQ_PLAN_MAX_ENTRIES)
+        return fail(it, MQ_ERR_LIMIT, "more than 32766 operators or 32767 activation tensors and scratch blocks");
+    mq_compute_layout(m.tensors.len, m.operators.len, m.nio, (uint32_t)nindices, (uint32_t)m.nplanned,
+                      sizeof(mq_tensor), sizeof(mq_op), sizeof(mq_tensor *), sizeof(mq_plan_entry), &layout);
     if (layout.total > (uint64_t)SIZE_MAX / 2u) return fail(it, MQ_ERR_LIMIT, "model metadata too large");
     if (arena_len < add_sat(layout.total, layout.plan)) {
         /* Without room for the metadata and the planner the plan cannot be made: report an upper
@@ -202,7 +206,9 @@ mq_status mq_init_ex(mq_interpreter *it, const uint8_t *model, size_t model_len,
     dest.ops = (mq_op *)(void *)(arena + layout.ops);
     dest.io = (mq_tensor **)(void *)(arena + layout.io);
     dest.indices = (int32_t *)(void *)(arena + layout.indices);
-    mq_plan_entry *plan = (mq_plan_entry *)(void *)(arena + layout.total); /* the work area, until placed */
+    mq_plan plan; /* in the work area, until placed */
+    plan.slot = (uint16_t *)(void *)(arena + layout.total);
+    plan.entry = (mq_plan_entry *)(void *)(arena + layout.total + layout.plan_entries);
     it->tensors = dest.tensors;
     it->ntensors = m.tensors.len;
     it->ops = dest.ops;
@@ -214,29 +220,33 @@ mq_status mq_init_ex(mq_interpreter *it, const uint8_t *model, size_t model_len,
     s = mq_model_load(it, &m, &dest);
     if (s != MQ_OK) return s;
 
-    s = mq_plan_lifetimes(it, plan, (flags & MQ_INIT_PRESERVE_ALL) != 0);
+    s = mq_plan_lifetimes(it, &plan, (flags & MQ_INIT_PRESERVE_ALL) != 0);
     if (s != MQ_OK) return s;
     uint64_t prepared = 0;
     for (uint32_t i = 0; i < it->nops; ++i) {
-        const mq_op *op = &it->ops[i];
+        mq_op *op = &it->ops[i];
+        mq_op_options options;
         uint32_t bytes = 0;
         uint32_t scratch = 0;
-        s = op->kernel->check(&op->ctx);
+        s = mq_model_options(it, &m, i, &options);
+        op->ctx.options = &options;
+        if (s == MQ_OK) s = op->kernel->check(&op->ctx);
         if (s == MQ_OK) s = prepared_size(op, &bytes);
         /* Writing over an input loses it: never when every tensor is to be kept. */
         if (s == MQ_OK && op->kernel->in_place != NULL && !(flags & MQ_INIT_PRESERVE_ALL)) {
             const int32_t k = op->kernel->in_place(&op->ctx);
             if (k >= 0 && (uint32_t)k < op->ctx.ninputs && op->ctx.inputs[k] != NULL && op->ctx.noutputs > 0)
-                it->ops[i].ctx.in_place = mq_plan_share(it, plan, i, (uint32_t)(op->ctx.inputs[k] - it->tensors),
+                op->ctx.in_place = mq_plan_share(it, &plan, i, (uint32_t)(op->ctx.inputs[k] - it->tensors),
                                                         (uint32_t)(op->ctx.outputs[0] - it->tensors));
         }
         if (s == MQ_OK && op->kernel->scratch != NULL) s = op->kernel->scratch(&op->ctx, &scratch);
         if (s == MQ_OK && scratch > m.scratch_limit) s = MQ_ERR_LIMIT;
+        op->ctx.options = NULL;
         if (s != MQ_OK) {
             it->error_op = (int32_t)i;
             return fail(it, s, op_failure_detail(s));
         }
-        mq_plan_scratch(it, plan, i, scratch);
+        mq_plan_scratch(it, &plan, i, scratch);
         prepared = add_sat(prepared, bytes);
     }
     prepared = (prepared + (MQ_ARENA_ALIGN - 1u)) & ~(uint64_t)(MQ_ARENA_ALIGN - 1u);
@@ -250,7 +260,7 @@ mq_status mq_init_ex(mq_interpreter *it, const uint8_t *model, size_t model_len,
     }
     it->prepared_bytes = (size_t)prepared;
 
-    s = mq_plan_place(it, plan);
+    s = mq_plan_place(it, &plan);
     if (s != MQ_OK) return s;
     const uint64_t required = arena_total(&layout, it->activation_bytes, prepared);
     if ((uint64_t)(size_t)required != required) return fail(it, MQ_ERR_LIMIT, "arena larger than the address space");
@@ -261,12 +271,9 @@ mq_status mq_init_ex(mq_interpreter *it, const uint8_t *model, size_t model_len,
     uint8_t *activations = arena + layout.total;
     for (uint32_t t = 0; t < it->ntensors; ++t) {
         mq_tensor *tensor = &it->tensors[t];
-        if (!tensor->is_constant && plan[t].last >= 0) tensor->data = activations + plan[t].offset;
+        if (!tensor->is_constant) tensor->data = mq_plan_address(&plan, t, activations);
     }
-    for (uint32_t i = 0; i < it->nops; ++i) {
-        const mq_plan_entry *e = &plan[it->ntensors + i];
-        it->ops[i].ctx.scratch = e->last >= 0 ? activations + e->offset : NULL;
-    }
+    for (uint32_t i = 0; i < it->nops; ++i) it->ops[i].ctx.scratch = mq_plan_address(&plan, it->ntensors + i, activations);
     for (uint32_t t = 0; t < it->ntensors; ++t) {
         mq_tensor *tensor = &it->tensors[t];
         /* A variable tensor starts at zero, an int8 one at its zero point (TFLM's ResetVariableTensors). */
@@ -280,15 +287,17 @@ mq_status mq_init_ex(mq_interpreter *it, const uint8_t *model, size_t model_len,
                                           : arena + (required - prepared);
     for (uint32_t i = 0; i < it->nops; ++i) {
         mq_op *op = &it->ops[i];
+        mq_op_options options;
         uint32_t bytes = 0, unused;
         if (op->kernel->prepare == NULL) continue;
-        (void)prepared_size(op, &bytes); /* succeeded in the check loop */
-        if (!it->prepared_external) {
-            s = op->kernel->prepare(&op->ctx, next, &unused);
-            if (s != MQ_OK) {
-                it->error_op = (int32_t)i;
-                return fail(it, s, op_failure_detail(s));
-            }
+        s = mq_model_options(it, &m, i, &options); /* read in the check loop already */
+        op->ctx.options = &options;
+        if (s == MQ_OK) s = prepared_size(op, &bytes);
+        if (s == MQ_OK && !it->prepared_external) s = op->kernel->prepare(&op->ctx, next, &unused);
+        op->ctx.options = NULL;
+        if (s != MQ_OK) {
+            it->error_op = (int32_t)i;
+            return fail(it, s, op_failure_detail(s));
         }
         op->ctx.prepared = next;
         next += bytes;

@@ -8,6 +8,11 @@
 
 #include "mq_internal.h"
 
+/* Tensor shapes are read in place as native int32 (mq_tensor.dims). */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "the builtin runtime reads the model's int32 vectors in place: little-endian cores only"
+#endif
+
 enum { MODEL_VERSION = 0, MODEL_OPERATOR_CODES = 1, MODEL_SUBGRAPHS = 2, MODEL_BUFFERS = 4 };
 enum { SUBGRAPH_TENSORS = 0, SUBGRAPH_INPUTS = 1, SUBGRAPH_OUTPUTS = 2, SUBGRAPH_OPERATORS = 3 };
 enum {
@@ -173,12 +178,14 @@ static mq_status parse_tensor(mq_interpreter *it, const mq_model *m, uint32_t in
     if (external != 0) return fail(it, MQ_ERR_UNSUPPORTED_VERSION, "tensor data in an external buffer");
 
     if (shape.len > MQ_MAX_DIMS) return fail(it, MQ_ERR_LIMIT, "tensor has more than 6 dimensions");
+    /* The tensor's dims are the model's vector itself (no copy in the arena). */
+    if (shape.pos % 4u != 0) return fail(it, MQ_ERR_MALFORMED, "tensor shape misaligned");
+    t->dims = (const int32_t *)(const void *)(fb->buf + shape.pos);
     uint64_t elements = 1;
     for (uint32_t d = 0; d < shape.len; ++d) {
         int32_t dim;
         TRY(reading(it, mq_fb_vec_i32(fb, &shape, d, &dim), "Tensor.shape"));
         if (dim < 0) return fail(it, MQ_ERR_SHAPE, "negative (unknown) tensor dimension");
-        t->dims[d] = dim;
         elements *= (uint64_t)dim; /* both factors < 2^31: no overflow */
         if (elements > INT32_MAX) return fail(it, MQ_ERR_LIMIT, "tensor has more than 2^31-1 elements");
     }
@@ -386,9 +393,10 @@ static mq_status parse_operator(mq_interpreter *it, const mq_model *m, uint32_t 
     mq_fb_vector lists[2];
     int32_t code;
 
+    mq_op_options options;
+
     memset(op, 0, sizeof *op);
     TRY(read_code(it, m, index, &table, &code));
-    op->code = code;
     op->kernel = mq_find_kernel(code);
     if (op->kernel == NULL)
         return fail(it, MQ_ERR_UNSUPPORTED_OP, code == MQ_OP_CUSTOM ? "custom operators are not supported"
@@ -416,8 +424,15 @@ static mq_status parse_operator(mq_interpreter *it, const mq_model *m, uint32_t 
         op->ctx.inputs = io;
         op->ctx.outputs = io + op->ctx.ninputs;
     }
-    op->ctx.options = &op->options;
-    return parse_options(it, fb, &table, code, &op->options);
+    return parse_options(it, fb, &table, code, &options); /* validated here, read again by mq_model_options */
+}
+
+mq_status mq_model_options(mq_interpreter *it, const mq_model *m, uint32_t index, mq_op_options *o)
+{
+    mq_fb_table table;
+    int32_t code;
+    TRY(read_code(it, m, index, &table, &code));
+    return parse_options(it, &m->fb, &table, code, o);
 }
 
 mq_status mq_model_load(mq_interpreter *it, mq_model *m, const mq_model_dest *dest)
@@ -431,10 +446,12 @@ mq_status mq_model_load(mq_interpreter *it, mq_model *m, const mq_model_dest *de
     uint64_t largest_constant = 0, largest_activation = 0;
     m->nio = 0;
     m->activation_bound = 0;
+    m->nplanned = 0;
     for (uint32_t i = 0; i < m->tensors.len; ++i) {
         mq_tensor *t = dest != NULL ? &dest->tensors[i] : &scratch_tensor;
         TRY(parse_tensor(it, m, i, t, &variable));
         if (!t->is_constant) m->activation_bound += align_up(t->bytes);
+        m->nplanned += !t->is_constant;
         if (t->is_constant && t->bytes > largest_constant) largest_constant = t->bytes;
         if (!t->is_constant && t->bytes > largest_activation) largest_activation = t->bytes;
         if (t->ndims > 0 && (uint64_t)t->dims[t->ndims - 1] > most_channels) most_channels = (uint64_t)t->dims[t->ndims - 1];
@@ -469,7 +486,8 @@ mq_status mq_model_load(mq_interpreter *it, mq_model *m, const mq_model_dest *de
             return s;
         }
         io_slot += (uint64_t)op->ctx.ninputs + op->ctx.noutputs;
-        if (op->code == MQ_OP_UNIDIRECTIONAL_SEQUENCE_LSTM) ++lstm_ops;
+        if (op->kernel->code == MQ_OP_UNIDIRECTIONAL_SEQUENCE_LSTM) ++lstm_ops;
+        m->nplanned += op->kernel->scratch != NULL;
         /* Vectors shared between operators could multiply the work; real models never share. */
         if (io_slot > m->fb.len / 4u)
             return fail(it, MQ_ERR_LIMIT, "operators list more tensors than the model can hold");

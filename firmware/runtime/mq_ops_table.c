@@ -17,7 +17,7 @@
 static const mq_kernel kernels[] = {
     MQ_PREPARED_OVER_INPUT_KERNEL(MQ_OP_ADD, add),
     MQ_PREPARED_KERNEL(MQ_OP_AVERAGE_POOL_2D, average_pool_2d),
-    MQ_KERNEL(MQ_OP_CONCATENATION, concatenation),
+    MQ_PREPARED_KERNEL(MQ_OP_CONCATENATION, concatenation),
     MQ_IN_PLACE_KERNEL(MQ_OP_CONV_2D, conv_2d),
     MQ_IN_PLACE_KERNEL(MQ_OP_DEPTHWISE_CONV_2D, depthwise_conv_2d),
     MQ_KERNEL(MQ_OP_DEQUANTIZE, dequantize),

@@ -50,8 +50,11 @@ enum { MQ_FLOAT32 = 0, MQ_INT32 = 2, MQ_INT64 = 4, MQ_INT8 = 9 };
 
 typedef struct mq_tensor {
     void *data;              /* arena or model memory; NULL for activations before planning */
+    const int32_t *dims;     /* ndims entries: the model's own shape vector, in place (4-byte aligned,
+                                read as native int32: the runtime targets little-endian cores) */
+    const uint8_t *scales_raw;      /* nscales little-endian float32, possibly unaligned */
+    const uint8_t *zero_points_raw; /* nzero_points little-endian int64, possibly unaligned */
     uint32_t bytes;          /* product(dims) * element size, checked against overflow */
-    int32_t dims[MQ_MAX_DIMS];
     uint8_t ndims;
     uint8_t type;            /* MQ_INT8, ... (TFLite TensorType) */
     uint8_t is_constant;     /* data comes from a model buffer (weights, bias, axis, paddings) */
@@ -59,10 +62,8 @@ typedef struct mq_tensor {
     float scale;             /* first (or only) scale; 0 when the tensor is not quantized */
     int32_t zero_point;      /* first (or only) zero point */
     uint32_t nscales;        /* 0: not quantized, 1: per-tensor, >1: per-channel */
-    int32_t quantized_dimension;
-    const uint8_t *scales_raw;      /* nscales little-endian float32, possibly unaligned */
     uint32_t nzero_points;
-    const uint8_t *zero_points_raw; /* nzero_points little-endian int64, possibly unaligned */
+    int32_t quantized_dimension;
 } mq_tensor;
 
 /* Per-channel accessors (read through memcpy: model vectors may be unaligned). */

@@ -172,8 +172,10 @@ def build_host(*, sanitize: bool = False) -> HostBuild:
 class MqTensor(ctypes.Structure):
     _fields_ = [
         ("data", ctypes.c_void_p),
+        ("dims", ctypes.POINTER(ctypes.c_int32)),
+        ("scales_raw", ctypes.c_void_p),
+        ("zero_points_raw", ctypes.c_void_p),
         ("bytes", ctypes.c_uint32),
-        ("dims", ctypes.c_int32 * 6),
         ("ndims", ctypes.c_uint8),
         ("type", ctypes.c_uint8),
         ("is_constant", ctypes.c_uint8),
@@ -181,10 +183,8 @@ class MqTensor(ctypes.Structure):
         ("scale", ctypes.c_float),
         ("zero_point", ctypes.c_int32),
         ("nscales", ctypes.c_uint32),
-        ("quantized_dimension", ctypes.c_int32),
-        ("scales_raw", ctypes.c_void_p),
         ("nzero_points", ctypes.c_uint32),
-        ("zero_points_raw", ctypes.c_void_p),
+        ("quantized_dimension", ctypes.c_int32),
     ]
 
 

@@ -10,10 +10,19 @@
 
 #define MQ_CONCAT_MAX_INPUTS 10
 
+/* The axis option, counted from the front (at mq_init: eval() reads it from ctx->prepared). */
 static int32_t positive_axis(const mq_op_ctx *ctx)
 {
     const int32_t axis = ctx->options->axis;
     return axis < 0 ? axis + (int32_t)ctx->outputs[0]->ndims : axis;
+}
+
+mq_status mq_prepare_concatenation(const mq_op_ctx *ctx, uint8_t *out, uint32_t *bytes)
+{
+    const int32_t axis = positive_axis(ctx);
+    *bytes = (uint32_t)sizeof axis;
+    if (out != NULL) memcpy(out, &axis, sizeof axis);
+    return MQ_OK;
 }
 
 mq_status mq_check_concatenation(const mq_op_ctx *ctx)
@@ -45,7 +54,7 @@ mq_status mq_check_concatenation(const mq_op_ctx *ctx)
 mq_status mq_eval_concatenation(const mq_op_ctx *ctx)
 {
     const mq_tensor *out = ctx->outputs[0];
-    const int32_t axis = positive_axis(ctx);
+    const int32_t axis = *(const int32_t *)(const void *)ctx->prepared;
     /* Checked: every dimension outside the axis matches the output, so sizes are products of its dims. */
     uint32_t outer = 1, inner = 1;
     for (int32_t d = 0; d < axis; ++d) outer *= (uint32_t)out->dims[d];

@@ -6,7 +6,8 @@
  * Arithmetic as TFLM's reference ConvPerChannel: acc = sum(w * (x - zp_in)) + bias in wrapping
  * int32, requantized per output channel, plus the output zero point, clamped to the activation
  * range. The per-channel multipliers and the bias with the input zero point folded in are computed
- * once, by prepare() at mq_init (mq_channel_params). Windows are copied into an int16 column
+ * once, by prepare() at mq_init (mq_channel_params), after the window's parameters (conv_params:
+ * eval() reads no option). Windows are copied into an int16 column
  * buffer from the arena plan (scratch()), two at a time, and multiplied by the filters two at a
  * time (mq_gemm.h).
  */
@@ -15,12 +16,12 @@
 #include "mq_op_util.h"
 
 typedef struct conv_params {
+    int32_t stride_h, stride_w, dilation_h, dilation_w;
     int32_t pad_h, pad_w;
     int32_t act_min, act_max;
 } conv_params;
 
-/* Validates the operator and derives its parameters. eval() calls it too, so the multiplier check
- * (in double) is check()'s alone: no double arithmetic runs in mq_invoke. */
+/* Validates the operator and derives its parameters (at mq_init, with the options at hand). */
 static mq_status conv_prepare(const mq_op_ctx *ctx, conv_params *p)
 {
     const mq_op_options *o = ctx->options;
@@ -44,6 +45,10 @@ static mq_status conv_prepare(const mq_op_ctx *ctx, conv_params *p)
     if ((s = mq_window_2d(o, in, out, filter->dims[1], filter->dims[2], o->dilation_h, o->dilation_w,
                           &p->pad_h, &p->pad_w)) != MQ_OK) return s;
     if ((s = mq_check_int8_weights(filter, 0)) != MQ_OK) return s;
+    p->stride_h = o->stride_h;
+    p->stride_w = o->stride_w;
+    p->dilation_h = o->dilation_h;
+    p->dilation_w = o->dilation_w;
     return mq_activation_range_int8(o->activation, out, &p->act_min, &p->act_max);
 }
 
@@ -58,12 +63,18 @@ mq_status mq_check_conv_2d(const mq_op_ctx *ctx)
     }
 }
 
+/* conv_params, then the channels' (mq_channel_params). */
 mq_status mq_prepare_conv_2d(const mq_op_ctx *ctx, uint8_t *out, uint32_t *bytes)
 {
     const mq_tensor *filter = ctx->inputs[1];
     const mq_weighted_operands w = mq_weighted_operands_at(ctx);
     const uint32_t per_filter = (uint32_t)filter->dims[1] * (uint32_t)filter->dims[2] * (uint32_t)filter->dims[3];
-    return mq_prepare_channel_params(&w, filter->dims[0], per_filter, per_filter, 1u, out, bytes);
+    mq_status s = out != NULL ? conv_prepare(ctx, (conv_params *)(void *)out) : MQ_OK;
+    if (s == MQ_OK)
+        s = mq_prepare_channel_params(&w, filter->dims[0], per_filter, per_filter, 1u,
+                                      out != NULL ? out + sizeof(conv_params) : NULL, bytes);
+    *bytes += (uint32_t)sizeof(conv_params);
+    return s;
 }
 
 /*
@@ -78,14 +89,13 @@ typedef enum { OVER_NOTHING, OVER_PIXELS, OVER_ROWS } conv_overwrite;
 
 static conv_overwrite overwrite_mode(const mq_op_ctx *ctx, const conv_params *p)
 {
-    const mq_op_options *o = ctx->options;
     const mq_tensor *in = ctx->inputs[0], *filter = ctx->inputs[1], *out = ctx->outputs[0];
     const int64_t in_row = (int64_t)in->dims[2] * in->dims[3], out_row = (int64_t)out->dims[2] * out->dims[3];
     if (filter->dims[3] != in->dims[3] || in->dims[0] != 1) return OVER_NOTHING;
-    if (filter->dims[1] == 1 && filter->dims[2] == 1 && o->stride_h == 1 && o->stride_w == 1 &&
+    if (filter->dims[1] == 1 && filter->dims[2] == 1 && p->stride_h == 1 && p->stride_w == 1 &&
         out->dims[3] <= in->dims[3])
         return OVER_PIXELS;
-    if (o->stride_h == 1 && out_row <= in_row && p->pad_h >= 0 && 2 * ((int64_t)p->pad_h + 1) <= out->dims[1])
+    if (p->stride_h == 1 && out_row <= in_row && p->pad_h >= 0 && 2 * ((int64_t)p->pad_h + 1) <= out->dims[1])
         return OVER_ROWS;
     return OVER_NOTHING;
 }
@@ -117,22 +127,21 @@ mq_status mq_scratch_conv_2d(const mq_op_ctx *ctx, uint32_t *bytes)
 static void put_window(int16_t *cols, uint32_t slot, const mq_op_ctx *ctx, const conv_params *p, int32_t b,
                        int32_t oy, int32_t ox)
 {
-    const mq_op_options *o = ctx->options;
     const mq_tensor *in = ctx->inputs[0], *filter = ctx->inputs[1];
     const int8_t *x = (const int8_t *)in->data;
     const int32_t in_h = in->dims[1], in_w = in->dims[2], c = in->dims[3];
     const int32_t k_h = filter->dims[1], k_w = filter->dims[2];
-    const int32_t y0 = oy * o->stride_h - p->pad_h, x0 = ox * o->stride_w - p->pad_w;
+    const int32_t y0 = oy * p->stride_h - p->pad_h, x0 = ox * p->stride_w - p->pad_w;
     const int16_t pad = (int16_t)in->zero_point;
     const uint32_t row = (uint32_t)k_w * (uint32_t)c;
     uint32_t k = 0;
     int32_t ky, kx;
     for (ky = 0; ky < k_h; ++ky, k += row) {
-        const int32_t iy = y0 + o->dilation_h * ky;
+        const int32_t iy = y0 + p->dilation_h * ky;
         const int8_t *xr = x + mq_offset4(in->dims, b, iy < 0 ? 0 : iy, 0, 0);
         if (iy < 0 || iy >= in_h) {
             mq_cols_fill(cols, slot, k, row, pad);
-        } else if (o->dilation_w == 1) { /* the row's taps inside the input are one run */
+        } else if (p->dilation_w == 1) { /* the row's taps inside the input are one run */
             const int32_t kx0 = x0 < 0 ? (-x0 < k_w ? -x0 : k_w) : 0;
             const int32_t kx1 = in_w - x0 < k_w ? (in_w - x0 > kx0 ? in_w - x0 : kx0) : k_w;
             mq_cols_fill(cols, slot, k, (uint32_t)kx0 * (uint32_t)c, pad);
@@ -140,7 +149,7 @@ static void put_window(int16_t *cols, uint32_t slot, const mq_op_ctx *ctx, const
             mq_cols_fill(cols, slot, k + (uint32_t)kx1 * (uint32_t)c, (uint32_t)(k_w - kx1) * (uint32_t)c, pad);
         } else {
             for (kx = 0; kx < k_w; ++kx) {
-                const int32_t ix = x0 + o->dilation_w * kx;
+                const int32_t ix = x0 + p->dilation_w * kx;
                 const uint32_t at = k + (uint32_t)kx * (uint32_t)c;
                 if (ix < 0 || ix >= in_w) mq_cols_fill(cols, slot, at, (uint32_t)c, pad);
                 else mq_cols_put(cols, slot, at, xr + ix * c, (uint32_t)c);
@@ -152,7 +161,6 @@ static void put_window(int16_t *cols, uint32_t slot, const mq_op_ctx *ctx, const
 /* Grouped convolutions (rare): one output channel at a time, TFLM's loop order. */
 static void eval_grouped(const mq_op_ctx *ctx, const conv_params *p, const mq_channel_params *cp)
 {
-    const mq_op_options *o = ctx->options;
     const mq_tensor *in = ctx->inputs[0], *filter = ctx->inputs[1], *out = ctx->outputs[0];
     const int8_t *x = (const int8_t *)in->data;
     const int8_t *w = (const int8_t *)filter->data;
@@ -165,16 +173,16 @@ static void eval_grouped(const mq_op_ctx *ctx, const conv_params *p, const mq_ch
     for (b = 0; b < in->dims[0]; ++b) {
         for (oy = 0; oy < out->dims[1]; ++oy) {
             for (ox = 0; ox < out->dims[2]; ++ox) {
-                const int32_t y0 = oy * o->stride_h - p->pad_h, x0 = ox * o->stride_w - p->pad_w;
+                const int32_t y0 = oy * p->stride_h - p->pad_h, x0 = ox * p->stride_w - p->pad_w;
                 int8_t *yp = y + mq_offset4(out->dims, b, oy, ox, 0);
                 for (oc = 0; oc < out_c; ++oc) {
                     const int32_t ic0 = (oc / per_group) * k_c;
                     const int8_t *wp = w + (uint32_t)oc * per_filter;
                     uint32_t acc = (uint32_t)cp->folded_bias[oc], sum = 0; /* int32 modulo 2^32, as TFLM's */
                     for (ky = 0; ky < k_h; ++ky) {
-                        const int32_t iy = y0 + o->dilation_h * ky;
+                        const int32_t iy = y0 + p->dilation_h * ky;
                         for (kx = 0; kx < k_w; ++kx, wp += k_c) {
-                            const int32_t ix = x0 + o->dilation_w * kx;
+                            const int32_t ix = x0 + p->dilation_w * kx;
                             const int8_t *xp;
                             if (iy < 0 || iy >= in_h || ix < 0 || ix >= in_w) { /* skipped: undo the fold */
                                 for (ic = 0; ic < k_c; ++ic) sum += (uint32_t)(int32_t)wp[ic];
@@ -233,13 +241,11 @@ mq_status mq_eval_conv_2d(const mq_op_ctx *ctx)
     int8_t *y = (int8_t *)out->data;
     const int32_t out_h = out->dims[1], out_w = out->dims[2], out_c = out->dims[3];
     const uint32_t per_filter = (uint32_t)filter->dims[1] * (uint32_t)filter->dims[2] * (uint32_t)filter->dims[3];
-    const mq_channel_params cp = mq_channel_params_of(ctx->prepared, out_c);
+    const conv_params p = *(const conv_params *)(const void *)ctx->prepared;
+    const mq_channel_params cp = mq_channel_params_of(ctx->prepared + sizeof(conv_params), out_c);
     int16_t *cols = (int16_t *)(void *)ctx->scratch;
     const uint32_t out_row = (uint32_t)out_w * (uint32_t)out_c;
     int32_t oy;
-    conv_params p;
-    mq_status s = conv_prepare(ctx, &p);
-    if (s != MQ_OK) return s;
     if (cols == NULL) {
         eval_grouped(ctx, &p, &cp);
         return MQ_OK;

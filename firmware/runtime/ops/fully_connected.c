@@ -23,8 +23,7 @@ typedef struct fc_params {
     int32_t act_min, act_max;
 } fc_params;
 
-/* Validates the operator and derives its parameters. eval() calls it too, so the checks done in
- * double (check_scales) are check()'s alone: no double arithmetic runs in mq_invoke. */
+/* Validates the operator and derives its parameters (at mq_init, with the options at hand). */
 static mq_status fc_prepare(const mq_op_ctx *ctx, fc_params *p)
 {
     const mq_op_options *o = ctx->options;
@@ -78,12 +77,17 @@ mq_status mq_check_fully_connected(const mq_op_ctx *ctx)
     }
 }
 
+/* fc_params, then the units' (mq_channel_params). */
 mq_status mq_prepare_fully_connected(const mq_op_ctx *ctx, uint8_t *out, uint32_t *bytes)
 {
     const mq_tensor *filter = ctx->inputs[1];
     const mq_weighted_operands w = mq_weighted_operands_at(ctx);
-    return mq_prepare_channel_params(&w, filter->dims[0], (uint32_t)filter->dims[1], (uint32_t)filter->dims[1], 1u,
-                                     out, bytes);
+    mq_status s = out != NULL ? fc_prepare(ctx, (fc_params *)(void *)out) : MQ_OK;
+    if (s == MQ_OK)
+        s = mq_prepare_channel_params(&w, filter->dims[0], (uint32_t)filter->dims[1], (uint32_t)filter->dims[1], 1u,
+                                      out != NULL ? out + sizeof(fc_params) : NULL, bytes);
+    *bytes += (uint32_t)sizeof(fc_params);
+    return s;
 }
 
 mq_status mq_eval_fully_connected(const mq_op_ctx *ctx)
@@ -93,11 +97,9 @@ mq_status mq_eval_fully_connected(const mq_op_ctx *ctx)
     const int8_t *x = (const int8_t *)in->data;
     const int8_t *w = (const int8_t *)filter->data;
     int8_t *y = (int8_t *)out->data;
-    fc_params p;
+    const fc_params p = *(const fc_params *)(const void *)ctx->prepared;
+    const mq_channel_params cp = mq_channel_params_of(ctx->prepared + sizeof(fc_params), p.units);
     int32_t b, oc;
-    mq_status s = fc_prepare(ctx, &p);
-    const mq_channel_params cp = mq_channel_params_of(ctx->prepared, p.units);
-    if (s != MQ_OK) return s;
 
     /* Pairs of units (and of batch rows) through mq_dot: every loaded word used twice. */
     for (b = 0; b < p.batches; b += 2) {

@@ -29,32 +29,23 @@ static void minimum_row(const int8_t *in1, uint32_t step1, const int8_t *in2, ui
     }
 }
 
-static mq_status run(const mq_op_ctx *ctx, mq_broadcast_row_fn row)
+static mq_status check(const mq_op_ctx *ctx)
 {
     const mq_tensor *a, *b, *out;
     mq_broadcast bc;
-    const mq_status s = mq_binary_int8_operands(ctx, &a, &b, &out, &bc);
-    if (s != MQ_OK || row == NULL) return s;
-    mq_broadcast_run(&bc, (const int8_t *)a->data, (const int8_t *)b->data, (int8_t *)out->data, row, NULL);
+    return mq_binary_int8_operands(ctx, &a, &b, &out, &bc);
+}
+
+static mq_status run(const mq_op_ctx *ctx, mq_broadcast_row_fn row)
+{
+    mq_broadcast bc;
+    (void)mq_broadcast_prepare(ctx->inputs[0], ctx->inputs[1], ctx->outputs[0], &bc); /* checked at mq_init */
+    mq_broadcast_run(&bc, (const int8_t *)ctx->inputs[0]->data, (const int8_t *)ctx->inputs[1]->data,
+                     (int8_t *)ctx->outputs[0]->data, row, NULL);
     return MQ_OK;
 }
 
-mq_status mq_check_maximum(const mq_op_ctx *ctx)
-{
-    return run(ctx, NULL);
-}
-
-mq_status mq_eval_maximum(const mq_op_ctx *ctx)
-{
-    return run(ctx, maximum_row);
-}
-
-mq_status mq_check_minimum(const mq_op_ctx *ctx)
-{
-    return run(ctx, NULL);
-}
-
-mq_status mq_eval_minimum(const mq_op_ctx *ctx)
-{
-    return run(ctx, minimum_row);
-}
+mq_status mq_check_maximum(const mq_op_ctx *ctx) { return check(ctx); }
+mq_status mq_eval_maximum(const mq_op_ctx *ctx) { return run(ctx, maximum_row); }
+mq_status mq_check_minimum(const mq_op_ctx *ctx) { return check(ctx); }
+mq_status mq_eval_minimum(const mq_op_ctx *ctx) { return run(ctx, minimum_row); }

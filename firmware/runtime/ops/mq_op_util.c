@@ -267,7 +267,7 @@ mq_status mq_weighted_operands_of(const mq_op_ctx *ctx, uint8_t filter_rank, mq_
     mq_status s;
     if (ctx->ninputs < 2 || ctx->ninputs > 3 || ctx->noutputs != 1) return MQ_ERR_MALFORMED;
     *w = mq_weighted_operands_at(ctx);
-    if (w->in == NULL || w->filter == NULL || w->out == NULL || ctx->options == NULL) return MQ_ERR_MALFORMED;
+    if (w->in == NULL || w->filter == NULL || w->out == NULL) return MQ_ERR_MALFORMED;
     if ((s = mq_check_int8_activation(w->in)) != MQ_OK) return s;
     if ((s = mq_check_int8_activation(w->out)) != MQ_OK) return s;
     if (w->filter->type != MQ_INT8) return MQ_ERR_UNSUPPORTED_TYPE;
@@ -290,7 +290,7 @@ mq_status mq_binary_int8_operands(const mq_op_ctx *ctx, const mq_tensor **a, con
                                   const mq_tensor **out, mq_broadcast *bc)
 {
     mq_status s;
-    if (ctx->ninputs != 2 || ctx->noutputs != 1 || ctx->options == NULL) return MQ_ERR_MALFORMED;
+    if (ctx->ninputs != 2 || ctx->noutputs != 1) return MQ_ERR_MALFORMED;
     *a = ctx->inputs[0];
     *b = ctx->inputs[1];
     *out = ctx->outputs[0];

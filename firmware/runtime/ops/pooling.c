@@ -4,13 +4,14 @@
  * never counts), the average rounds half away from zero by integer division, and input and output
  * must share their quantization (no requantization happens). The paddings and the activation
  * range are derived once, by prepare() at mq_init (the quantization check compares in double):
- * eval() reads them from ctx->prepared.
+ * eval() reads them, and the window's options, from ctx->prepared.
  */
 #include <math.h>
 
 #include "mq_op_util.h"
 
 typedef struct pool_params {
+    int32_t stride_h, stride_w, filter_h, filter_w;
     int32_t pad_h, pad_w;
     int32_t act_min, act_max;
 } pool_params;
@@ -41,6 +42,10 @@ static mq_status pool_prepare(const mq_op_ctx *ctx, pool_params *p)
     /* TFLM: |input_scale - output_scale| (a float difference) <= 1e-6 and equal zero points. */
     if (!((double)fabsf(in->scale - out->scale) <= 1.0e-6)) return MQ_ERR_QUANTIZATION;
     if (in->zero_point != out->zero_point) return MQ_ERR_QUANTIZATION;
+    p->stride_h = o->stride_h;
+    p->stride_w = o->stride_w;
+    p->filter_h = o->filter_h;
+    p->filter_w = o->filter_w;
     return mq_activation_range_int8(o->activation, out, &p->act_min, &p->act_max);
 }
 
@@ -75,7 +80,6 @@ mq_status mq_prepare_max_pool_2d(const mq_op_ctx *ctx, uint8_t *out, uint32_t *b
 /* One pass over the output; `average` selects the reduction. */
 static mq_status pool_eval(const mq_op_ctx *ctx, int average)
 {
-    const mq_op_options *o = ctx->options;
     const mq_tensor *in = ctx->inputs[0], *out = ctx->outputs[0];
     const int8_t *x = (const int8_t *)in->data;
     int8_t *y = (int8_t *)out->data;
@@ -85,13 +89,13 @@ static mq_status pool_eval(const mq_op_ctx *ctx, int average)
 
     for (b = 0; b < in->dims[0]; ++b) {
         for (oy = 0; oy < out->dims[1]; ++oy) {
-            const int32_t y0 = oy * o->stride_h - p.pad_h;
+            const int32_t y0 = oy * p.stride_h - p.pad_h;
             const int32_t ky_start = y0 < 0 ? -y0 : 0;
-            const int32_t ky_end = o->filter_h < in_h - y0 ? o->filter_h : in_h - y0;
+            const int32_t ky_end = p.filter_h < in_h - y0 ? p.filter_h : in_h - y0;
             for (ox = 0; ox < out->dims[2]; ++ox) {
-                const int32_t x0 = ox * o->stride_w - p.pad_w;
+                const int32_t x0 = ox * p.stride_w - p.pad_w;
                 const int32_t kx_start = x0 < 0 ? -x0 : 0;
-                const int32_t kx_end = o->filter_w < in_w - x0 ? o->filter_w : in_w - x0;
+                const int32_t kx_end = p.filter_w < in_w - x0 ? p.filter_w : in_w - x0;
                 for (c = 0; c < depth; ++c) {
                     int32_t acc = average ? 0 : MQ_INT8_MIN, count = 0, ky, kx;
                     for (ky = ky_start; ky < ky_end; ++ky) {
