@@ -127,6 +127,8 @@ typedef struct mq_model {
 #define MQ_PREPARED_LSTM_PER_OP 256u
 #define MQ_PREPARED_LSTM_PER_CHANNEL 80u
 #define MQ_PREPARED_LSTM_PER_CONSTANT_BYTE 16u
+/* ADD and SUB: their two operand tables (2 x 256 int32) besides the parameters. */
+#define MQ_PREPARED_TABLES_PER_OP 2048u
 
 /* An operator's scratch memory is at most this many bytes per byte of the model's largest constant
  * tensor (an im2col buffer of two windows in int16 takes 4 per filter byte), plus the largest

@@ -477,6 +477,7 @@ mq_status mq_model_load(mq_interpreter *it, mq_model *m, const mq_model_dest *de
 
     uint64_t io_slot = 0;
     uint64_t lstm_ops = 0; /* their prepared data holds repacked weights */
+    uint64_t table_ops = 0; /* ADD and SUB: theirs holds lookup tables */
     for (uint32_t i = 0; i < m->operators.len; ++i) {
         mq_op *op = dest != NULL ? &dest->ops[i] : &scratch_op;
         const mq_status s = parse_operator(it, m, i, op, dest != NULL ? dest->tensors : NULL,
@@ -487,6 +488,7 @@ mq_status mq_model_load(mq_interpreter *it, mq_model *m, const mq_model_dest *de
         }
         io_slot += (uint64_t)op->ctx.ninputs + op->ctx.noutputs;
         if (op->kernel->code == MQ_OP_UNIDIRECTIONAL_SEQUENCE_LSTM) ++lstm_ops;
+        if (op->kernel->code == MQ_OP_ADD || op->kernel->code == MQ_OP_SUB) ++table_ops;
         m->nplanned += op->kernel->scratch != NULL;
         /* Vectors shared between operators could multiply the work; real models never share. */
         if (io_slot > m->fb.len / 4u)
@@ -509,6 +511,10 @@ mq_status mq_model_load(mq_interpreter *it, mq_model *m, const mq_model_dest *de
             m->prepared_bound = UINT64_MAX;
         else
             m->prepared_bound = ops * per_op + lstm_ops * per_lstm;
+        if (m->prepared_bound > UINT64_MAX - table_ops * MQ_PREPARED_TABLES_PER_OP) /* table_ops < 2^32 */
+            m->prepared_bound = UINT64_MAX;
+        else
+            m->prepared_bound += table_ops * MQ_PREPARED_TABLES_PER_OP;
     }
     return MQ_OK;
 }

@@ -5,10 +5,19 @@
  * must share their quantization (no requantization happens). The paddings and the activation
  * range are derived once, by prepare() at mq_init (the quantization check compares in double):
  * eval() reads them, and the window's options, from ctx->prepared.
+ *
+ * Each output pixel walks its clipped window tap by tap, all channels of a tap at once: MAX_POOL
+ * keeps the running maximum in the output pixel itself (four channels per SSUB8 + SEL with the DSP
+ * extension), AVERAGE_POOL sums blocks of channels in int32.
  */
 #include <math.h>
+#include <string.h>
 
 #include "mq_op_util.h"
+
+#if defined(__ARM_FEATURE_DSP)
+#include <arm_acle.h>
+#endif
 
 typedef struct pool_params {
     int32_t stride_h, stride_w, filter_h, filter_w;
@@ -77,6 +86,59 @@ mq_status mq_prepare_max_pool_2d(const mq_op_ctx *ctx, uint8_t *out, uint32_t *b
     return prepare(ctx, out, bytes);
 }
 
+/* acc[c] = max(acc[c], x[c]) for c < n. */
+static void max_into(int8_t *acc, const int8_t *x, int32_t n)
+{
+    int32_t c = 0;
+#if defined(__ARM_FEATURE_DSP)
+    for (; c + 4 <= n; c += 4) { /* SSUB8 sets a GE flag per byte where x >= acc, SEL takes those */
+        uint32_t a, v;
+        memcpy(&a, acc + c, 4);
+        memcpy(&v, x + c, 4);
+        (void)__ssub8(v, a);
+        a = __sel(v, a);
+        memcpy(acc + c, &a, 4);
+    }
+#endif
+    for (; c < n; ++c)
+        if (x[c] > acc[c]) acc[c] = x[c];
+}
+
+/* Channels per block of AVERAGE_POOL's int32 sums (on the stack). */
+#define POOL_SUM_BLOCK 32
+
+static void max_pixel(const int8_t *win, uint32_t row, int32_t nky, int32_t nkx, int32_t depth,
+                      const pool_params *p, int8_t *yp)
+{
+    int32_t ky, kx, c;
+    memset(yp, MQ_INT8_MIN, (size_t)depth); /* the maximum of an empty window, as the reference's start */
+    for (ky = 0; ky < nky; ++ky)
+        for (kx = 0; kx < nkx; ++kx) max_into(yp, win + (uint32_t)ky * row + (uint32_t)kx * (uint32_t)depth, depth);
+    if (p->act_min > MQ_INT8_MIN || p->act_max < 127)
+        for (c = 0; c < depth; ++c) yp[c] = (int8_t)mq_clamp(yp[c], p->act_min, p->act_max);
+}
+
+static void average_pixel(const int8_t *win, uint32_t row, int32_t nky, int32_t nkx, int32_t depth,
+                          const pool_params *p, int8_t *yp)
+{
+    const int32_t count = nky * nkx; /* >= 1: check() proved the window is never empty */
+    int32_t sum[POOL_SUM_BLOCK];
+    int32_t c0, c, ky, kx;
+    for (c0 = 0; c0 < depth; c0 += POOL_SUM_BLOCK) {
+        const int32_t n = depth - c0 < POOL_SUM_BLOCK ? depth - c0 : POOL_SUM_BLOCK;
+        for (c = 0; c < n; ++c) sum[c] = 0;
+        for (ky = 0; ky < nky; ++ky) {
+            const int8_t *xr = win + (uint32_t)ky * row + (uint32_t)c0;
+            for (kx = 0; kx < nkx; ++kx, xr += depth)
+                for (c = 0; c < n; ++c) sum[c] += xr[c];
+        }
+        for (c = 0; c < n; ++c) { /* rounds half away from zero, by integer division (as TFLM) */
+            const int32_t v = sum[c] > 0 ? (sum[c] + count / 2) / count : (sum[c] - count / 2) / count;
+            yp[c0 + c] = (int8_t)mq_clamp(v, p->act_min, p->act_max);
+        }
+    }
+}
+
 /* One pass over the output; `average` selects the reduction. */
 static mq_status pool_eval(const mq_op_ctx *ctx, int average)
 {
@@ -84,8 +146,9 @@ static mq_status pool_eval(const mq_op_ctx *ctx, int average)
     const int8_t *x = (const int8_t *)in->data;
     int8_t *y = (int8_t *)out->data;
     const int32_t in_h = in->dims[1], in_w = in->dims[2], depth = in->dims[3];
+    const uint32_t row = (uint32_t)in_w * (uint32_t)depth;
     const pool_params p = *(const pool_params *)(const void *)ctx->prepared;
-    int32_t b, oy, ox, c;
+    int32_t b, oy, ox;
 
     for (b = 0; b < in->dims[0]; ++b) {
         for (oy = 0; oy < out->dims[1]; ++oy) {
@@ -96,25 +159,18 @@ static mq_status pool_eval(const mq_op_ctx *ctx, int average)
                 const int32_t x0 = ox * p.stride_w - p.pad_w;
                 const int32_t kx_start = x0 < 0 ? -x0 : 0;
                 const int32_t kx_end = p.filter_w < in_w - x0 ? p.filter_w : in_w - x0;
-                for (c = 0; c < depth; ++c) {
-                    int32_t acc = average ? 0 : MQ_INT8_MIN, count = 0, ky, kx;
-                    for (ky = ky_start; ky < ky_end; ++ky) {
-                        for (kx = kx_start; kx < kx_end; ++kx) {
-                            const int32_t v = x[mq_offset4(in->dims, b, y0 + ky, x0 + kx, c)];
-                            if (average) {
-                                acc += v;
-                            } else if (v > acc) {
-                                acc = v;
-                            }
-                            ++count;
-                        }
-                    }
-                    if (average) {
-                        /* check() proved the window is never empty; stay safe regardless. */
-                        if (count == 0) return MQ_ERR_SHAPE;
-                        acc = acc > 0 ? (acc + count / 2) / count : (acc - count / 2) / count;
-                    }
-                    y[mq_offset4(out->dims, b, oy, ox, c)] = (int8_t)mq_clamp(acc, p.act_min, p.act_max);
+                const int32_t nky = ky_end > ky_start ? ky_end - ky_start : 0;
+                const int32_t nkx = kx_end > kx_start ? kx_end - kx_start : 0;
+                int8_t *yp = y + mq_offset4(out->dims, b, oy, ox, 0);
+                if (nky == 0 || nkx == 0) {
+                    if (average) return MQ_ERR_SHAPE; /* check() proved it never happens; stay safe */
+                    max_pixel(x, row, 0, 0, depth, &p, yp);
+                    continue;
+                }
+                {
+                    const int8_t *win = x + mq_offset4(in->dims, b, y0 + ky_start, x0 + kx_start, 0);
+                    if (average) average_pixel(win, row, nky, nkx, depth, &p, yp);
+                    else max_pixel(win, row, nky, nkx, depth, &p, yp);
                 }
             }
         }
