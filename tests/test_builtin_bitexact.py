@@ -12,9 +12,9 @@ Random models: the default run checks MCUQUANT_PROPERTY_MODELS distinct ones (de
 in modelgen.COVERAGE_EXAMPLES always run first, so every op of modelgen.RUNTIME_OPS is covered in
 any run; the 500 random ones cover them all by themselves (asserted).
 
-The same campaign also runs the runtime as compiled for qemu-nano33 (Cortex-M4F) and qemu-m7
-(mcuquant.builtin.emulated's semihosting runner in QEMU), whose DSP-extension kernels the host
-build never executes: MCUQUANT_DSP_PROPERTY_MODELS models per core (default 25), 500 under
+The same campaign also runs the runtime as compiled for qemu-nano33 (Cortex-M4F), qemu-m7 and
+qemu-m55 (mcuquant.builtin.emulated's semihosting runner in QEMU), whose DSP-extension and Helium
+kernels the host build never executes: MCUQUANT_DSP_PROPERTY_MODELS models per core (default 25), 500 under
 --runslow; it needs qemu-system-arm and arm-none-eabi-gcc, and skips without them.
 """
 
@@ -148,7 +148,7 @@ def test_500_random_models_are_bit_exact(tmp_path):
 # The same campaign with the runtime compiled for emulated Cortex-M cores, DSP kernels included
 # (the host build never runs them); see test_builtin_dsp_campaign.py for the rest of that check.
 # Here, after the host campaign in the same file, the first models' conversions are cached.
-DSP_BOARDS = ("qemu-nano33", "qemu-m7")
+DSP_BOARDS = ("qemu-nano33", "qemu-m7", "qemu-m55")  # DSP on each; Helium (MVE) on the M55
 DSP_PROPERTY_MODELS = int(os.environ.get("MCUQUANT_DSP_PROPERTY_MODELS", "25"))
 
 

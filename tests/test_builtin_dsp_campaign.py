@@ -1,8 +1,9 @@
 """The builtin runtime as compiled for emulated Cortex-M cores against tflm-host, byte for byte.
 
 The host build never runs the kernels' DSP-extension paths (``__ARM_FEATURE_DSP``: ACLE
-intrinsics and inline assembly in mq_dot.c, mq_gemm.c, conv_2d.c, depthwise_conv_2d.c). Here the
-runtime runs on qemu-nano33 (Cortex-M4F, mps2-an386) and qemu-m7 (Cortex-M7, mps2-an500) through
+intrinsics and inline assembly in mq_dot.c, mq_gemm.c, conv_2d.c, depthwise_conv_2d.c, pooling.c)
+nor the Helium (MVE) GEMM of mq_gemm.c. Here the runtime runs on qemu-nano33 (Cortex-M4F,
+mps2-an386), qemu-m7 (Cortex-M7, mps2-an500) and qemu-m55 (Cortex-M55, mps3-an547) through
 the semihosting runner of mcuquant.builtin.emulated (one image per core, built once and cached):
 
 - the random-model campaign, in test_builtin_bitexact.py (the same file, so that under `--dist

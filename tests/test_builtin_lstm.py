@@ -28,6 +28,7 @@ from mcuquant.quantize import convert_ptq, convert_qat
 from mcuquant.tf_import import keras, tfmot
 
 from test_builtin_ops_nonlinear import INT16, assert_identical, single_op_model
+from test_builtin_bitexact import DSP_BOARDS
 
 KERNEL_SOURCE = Path(__file__).parents[1] / "firmware" / "runtime" / "ops" / "unidirectional_sequence_lstm.c"
 LSTM = "UNIDIRECTIONAL_SEQUENCE_LSTM"
@@ -188,7 +189,7 @@ def test_keras_lstm_is_bit_exact_on_samples_in_sequence(converted, name):
 
 
 @pytest.mark.qemu
-@pytest.mark.parametrize("board", ["qemu-nano33", "qemu-m7"])
+@pytest.mark.parametrize("board", DSP_BOARDS)
 @pytest.mark.parametrize("name", DEFAULT_CASES)
 def test_keras_lstm_is_bit_exact_on_emulated_dsp_cores(converted, qemu_tools, board, name):
     """The packed gate rows through the DSP path (mq_dot_packed4's assembly), samples in sequence

@@ -45,7 +45,7 @@
 #define EXIT_IO 2
 #define EXIT_MEMORY 4
 
-#ifndef MQ_RUN_POOL_BYTES
+#ifndef MQ_RUN_POOL_BYTES /* mcuquant.builtin.emulated sets it from the emulated RAM */
 #define MQ_RUN_POOL_BYTES (3u * 1024u * 1024u + 512u * 1024u)
 #endif
 #define GUARD_BYTES 256u
@@ -177,6 +177,13 @@ static uint8_t *load(const char *name, size_t *len)
     return buf;
 }
 
+/* The largest arena arena_at can place. */
+static size_t arena_room(void)
+{
+    const size_t end = sizeof pool - GUARD_BYTES;
+    return end < pool_used + GUARD_BYTES + 16u ? 0u : (end - (pool_used + GUARD_BYTES)) & ~(size_t)15u;
+}
+
 static uint8_t *arena_at(size_t bytes)
 {
     /* The arena ends GUARD_BYTES before the pool does; a guard zone lies on each side. */
@@ -234,11 +241,12 @@ int main(void)
     inputs = load("mq_inputs.bin", &inputs_len);
     if (inputs == NULL) fail(EXIT_IO, "io", MQ_OK, "mq_inputs.bin cannot be opened");
 
-    /* Size the arena as the host does: without memory mq_init bounds it, then it is exact. */
+    /* Size the arena as the host does: without memory mq_init bounds it, then it is exact. A bound
+     * beyond the pool is tried with all the room there is, which gives the exact figure too. */
     s = mq_init_ex(&it, model, model_len, prepared, prepared_len, NULL, 0, 0u);
     for (round = 0; round < 3u && (s == MQ_ERR_ARENA_TOO_SMALL || (s == MQ_OK && it.arena_len != it.arena_required));
          round++) {
-        const size_t need = it.arena_required;
+        const size_t need = round == 0u && it.arena_required > arena_room() ? arena_room() : it.arena_required;
         arena = arena_at(need);
         s = mq_init_ex(&it, model, model_len, prepared, prepared_len, arena, need, 0u);
     }

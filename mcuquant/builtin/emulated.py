@@ -50,6 +50,7 @@ RUNNER_SOURCE = Path("semihost") / "mq_semihost_run.c"
 HAL_SOURCES = (Path("hal") / "mps2" / "startup_mps2.c", Path("hal") / "mps2" / "hal_mps2.c")
 RUNNER_CFLAGS = ("-std=c99", "-O2", "-g", "-Wall", "-Wextra", "-Werror", "-ffunction-sections", "-fdata-sections")
 RUNNER_STACK_BYTES = 65536
+RUNNER_DATA_BYTES = 65536  # the runner's variables besides its pool
 ELF_NAME = "mq_semihost_run.elf"
 #: The runner's exit statuses (firmware/semihost/mq_semihost_run.c; 3 is the start-up code's fault).
 EXIT_OK, EXIT_MODEL, EXIT_IO, EXIT_FAULT, EXIT_MEMORY = 0, 1, 2, 3, 4
@@ -114,7 +115,9 @@ def build_runner(board: Board | str) -> Path:
     cc = find_cross_tool("gcc")
     version = subprocess.run([cc, "--version"], capture_output=True, text=True).stdout.splitlines()[0]
     fw = sources.firmware_dir()
-    flags = (*b.cpu_flags(), *RUNNER_CFLAGS)
+    # The sample pool takes the emulated RAM but for the stack and the runner's own data.
+    pool = q.ram_size - RUNNER_STACK_BYTES - RUNNER_DATA_BYTES
+    flags = (*b.cpu_flags(), *RUNNER_CFLAGS, f"-DMQ_RUN_POOL_BYTES={pool}u")
     h = hashlib.sha256(json.dumps([b.name, flags, version, RUNNER_STACK_BYTES, repr(q)]).encode())
     for f in _runner_files():
         h.update(str(f.relative_to(fw)).encode() + b"\0" + f.read_bytes() + b"\0")

@@ -1,4 +1,4 @@
-/* The dot products of mq_dot.h: ACLE DSP intrinsics where the core has them, plain C elsewhere. */
+/* The dot products of mq_dot.h: Helium or ACLE DSP intrinsics where the core has them, plain C elsewhere. */
 #include "mq_dot.h"
 
 #include <string.h>
@@ -24,6 +24,47 @@ static inline uint32_t tail(const int8_t *w, const int8_t *x, uint32_t k, uint32
     for (; k < n; ++k) acc += (uint32_t)((int32_t)w[k] * (int32_t)x[k]);
     return acc;
 }
+
+#if defined(__ARM_FEATURE_MVE) && (__ARM_FEATURE_MVE & 1)
+#include <arm_mve.h>
+
+/* Helium (Cortex-M55): sixteen int8 products summed into a 32-bit register per VMLADAVA.S8 (wrapping
+ * like the reference's int32 arithmetic); the last, partial vector's lanes are predicated off
+ * (VCTP8: inactive lanes load as zero and touch no memory). */
+void mq_dot_2x2(const int8_t *w0, const int8_t *w1, const int8_t *x0, const int8_t *x1, uint32_t n, uint32_t acc[4])
+{
+    int32_t a00 = mq_wrap_i32(acc[0]), a01 = mq_wrap_i32(acc[1]), a10 = mq_wrap_i32(acc[2]), a11 = mq_wrap_i32(acc[3]);
+    uint32_t k;
+    for (k = 0; k < n; k += 16u) {
+        const mve_pred16_t p = vctp8q(n - k);
+        const int8x16_t u = vldrbq_z_s8(w0 + k, p), v = vldrbq_z_s8(w1 + k, p);
+        const int8x16_t x = vldrbq_z_s8(x0 + k, p), y = vldrbq_z_s8(x1 + k, p);
+        a00 = vmladavaq_s8(a00, u, x);
+        a01 = vmladavaq_s8(a01, u, y);
+        a10 = vmladavaq_s8(a10, v, x);
+        a11 = vmladavaq_s8(a11, v, y);
+    }
+    acc[0] = (uint32_t)a00;
+    acc[1] = (uint32_t)a01;
+    acc[2] = (uint32_t)a10;
+    acc[3] = (uint32_t)a11;
+}
+
+void mq_dot_2x1(const int8_t *w0, const int8_t *w1, const int8_t *x, uint32_t n, uint32_t acc[2])
+{
+    int32_t a0 = mq_wrap_i32(acc[0]), a1 = mq_wrap_i32(acc[1]);
+    uint32_t k;
+    for (k = 0; k < n; k += 16u) {
+        const mve_pred16_t p = vctp8q(n - k);
+        const int8x16_t xv = vldrbq_z_s8(x + k, p);
+        a0 = vmladavaq_s8(a0, vldrbq_z_s8(w0 + k, p), xv);
+        a1 = vmladavaq_s8(a1, vldrbq_z_s8(w1 + k, p), xv);
+    }
+    acc[0] = (uint32_t)a0;
+    acc[1] = (uint32_t)a1;
+}
+
+#else /* DSP: SXTB16 + SMLAD */
 
 void mq_dot_2x2(const int8_t *w0, const int8_t *w1, const int8_t *x0, const int8_t *x1, uint32_t n, uint32_t acc[4])
 {
@@ -62,6 +103,7 @@ void mq_dot_2x1(const int8_t *w0, const int8_t *w1, const int8_t *x, uint32_t n,
     acc[0] = tail(w0, x, k, n, (uint32_t)a0);
     acc[1] = tail(w1, x, k, n, (uint32_t)a1);
 }
+#endif /* MVE */
 
 /*
  * acc[0..3] += four rows packed by mq_pack_rows4 times `words` (>= 1) words of v; returns the end of

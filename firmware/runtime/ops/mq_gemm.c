@@ -1,12 +1,52 @@
-/* The column buffer and matrix product of mq_gemm.h: DSP instructions where the core has them. */
+/* The column buffer and matrix product of mq_gemm.h: Helium or DSP instructions where the core has
+ * them. */
 #include "mq_gemm.h"
 
+#if defined(MQ_GEMM_MVE)
+#include <arm_mve.h>
+
+/* Where value k of a slot lives: its group, the slot's half, k's place in the group. */
+static inline uint32_t position(uint32_t slot, uint32_t k)
+{
+    return (k >> 3) * 16u + slot * 8u + (k & 7u);
+}
+
+/* Eight int8 widened to int16 (VLDRB.S16, VSTRH). */
+static inline void put_group(int16_t *at, const int8_t *src)
+{
+    vst1q_s16(at, vldrbq_s16(src));
+}
+
+/* acc[0..3] += the products over `groups` (>= 1) whole groups: per group two widening loads of eight
+ * weights, two loads of eight columns and four VMLADAVA.S16 (sums of eight products into a 32-bit
+ * register, wrapping like the reference's int32 arithmetic), 32 multiplies. */
+static void gemm_groups(const int8_t *w0, uint32_t row_stride, const int16_t *cols, uint32_t groups, uint32_t *acc)
+{
+    const int8_t *w1 = w0 + row_stride;
+    int32_t a00 = (int32_t)acc[0], a01 = (int32_t)acc[1], a10 = (int32_t)acc[2], a11 = (int32_t)acc[3];
+    for (; groups > 0; --groups, w0 += 8, w1 += 8, cols += 16) {
+        const int16x8_t u = vldrbq_s16(w0), v = vldrbq_s16(w1);
+        const int16x8_t x0 = vld1q_s16(cols), x1 = vld1q_s16(cols + 8);
+        a00 = vmladavaq_s16(a00, u, x0);
+        a01 = vmladavaq_s16(a01, u, x1);
+        a10 = vmladavaq_s16(a10, v, x0);
+        a11 = vmladavaq_s16(a11, v, x1);
+    }
+    acc[0] = (uint32_t)a00;
+    acc[1] = (uint32_t)a01;
+    acc[2] = (uint32_t)a10;
+    acc[3] = (uint32_t)a11;
+}
+
+#else
 
 /* Where value k of a slot lives: its group, the slot's half, the SXTB16 order within the group. */
 static inline uint32_t position(uint32_t slot, uint32_t k)
 {
     return (k >> 2) * 8u + slot * 4u + ((k & 1u) << 1) + ((k & 2u) >> 1);
 }
+
+#endif
 
 #if defined(__ARM_FEATURE_DSP)
 
@@ -17,6 +57,7 @@ static inline uint32_t odd16(uint32_t v) /* bytes 1 and 3 sign-extended: SXTB16 
     return r;
 }
 
+#if !defined(MQ_GEMM_MVE)
 /* Four int8 as two words of int16 pairs: bytes 0 and 2, bytes 1 and 3 (the group order). */
 static inline void put_group(int16_t *at, const int8_t *src)
 {
@@ -66,7 +107,19 @@ __attribute__((naked, noinline)) static void gemm_groups(const int8_t *w0 __attr
         "stm    lr, {r4-r7}\n\t"
         "pop    {r4-r11, pc}\n");
 }
+#endif /* !MQ_GEMM_MVE */
 
+#if defined(MQ_GEMM_MVE)
+/* Four channels as four int32 lanes: per tap two widening loads (VLDRB.S32), VMUL and VADD, lanes
+ * wrapping modulo 2^32 like the reference's int32 arithmetic. */
+void mq_taps_mac4(const int8_t *const *taps, uint32_t ntaps, const int8_t *w, uint32_t stride, uint32_t offset,
+                  uint32_t acc[4])
+{
+    int32x4_t a = vld1q_s32((const int32_t *)(const void *)acc);
+    for (; ntaps > 0; --ntaps, ++taps, w += stride) a = vaddq_s32(a, vmulq_s32(vldrbq_s32(w), vldrbq_s32(*taps + offset)));
+    vst1q_s32((int32_t *)(void *)acc, a);
+}
+#else
 /* mq_taps_mac4 in assembly for the same reason: r0 = taps, r1 = ntaps, r2 = w, r3 = stride, offset
  * and acc on the stack. Per tap: 14 instructions, 4 multiplies. */
 __attribute__((naked, noinline)) void mq_taps_mac4(const int8_t *const *taps __attribute__((unused)),
@@ -101,6 +154,7 @@ __attribute__((naked, noinline)) void mq_taps_mac4(const int8_t *const *taps __a
         "stm    lr, {r4-r7}\n\t"
         "pop    {r4-r11, pc}\n");
 }
+#endif /* MQ_GEMM_MVE */
 
 #else /* plain C */
 
@@ -142,27 +196,30 @@ static void gemm_groups(const int8_t *w0, uint32_t row_stride, const int16_t *co
 
 void mq_cols_put(int16_t *cols, uint32_t slot, uint32_t k, const int8_t *src, uint32_t n)
 {
-    for (; n > 0 && (k & 3u) != 0; --n, ++k, ++src) cols[position(slot, k)] = *src;
-    for (; n >= 4u; n -= 4u, k += 4u, src += 4) put_group(cols + position(slot, k), src);
+    const uint32_t g = MQ_COLS_GROUP;
+    for (; n > 0 && (k & (g - 1u)) != 0; --n, ++k, ++src) cols[position(slot, k)] = *src;
+    for (; n >= g; n -= g, k += g, src += g) put_group(cols + position(slot, k), src);
     for (; n > 0; --n, ++k, ++src) cols[position(slot, k)] = *src;
 }
 
 void mq_cols_fill(int16_t *cols, uint32_t slot, uint32_t k, uint32_t n, int16_t value)
 {
-    const uint32_t pair = (uint32_t)(uint16_t)value * 0x00010001u;
-    const uint32_t halves[2] = {pair, pair};
-    for (; n > 0 && (k & 3u) != 0; --n, ++k) cols[position(slot, k)] = value;
-    for (; n >= 4u; n -= 4u, k += 4u) memcpy(cols + position(slot, k), halves, sizeof halves);
+    const uint32_t g = MQ_COLS_GROUP; /* a group's values of one slot are contiguous in both layouts */
+    int16_t run[MQ_COLS_GROUP];
+    uint32_t i;
+    for (i = 0; i < g; ++i) run[i] = value;
+    for (; n > 0 && (k & (g - 1u)) != 0; --n, ++k) cols[position(slot, k)] = value;
+    for (; n >= g; n -= g, k += g) memcpy(cols + position(slot, k), run, sizeof run);
     for (; n > 0; --n, ++k) cols[position(slot, k)] = value;
 }
 
 void mq_gemm_2x2(const int8_t *w0, uint32_t row_stride, const int16_t *cols, uint32_t n, uint32_t acc[4])
 {
     const int8_t *w1 = w0 + row_stride;
-    const uint32_t groups = n / 4u;
+    const uint32_t groups = n / MQ_COLS_GROUP;
     uint32_t k;
     if (groups > 0) gemm_groups(w0, row_stride, cols, groups, acc);
-    for (k = groups * 4u; k < n; ++k) { /* the last, partial group */
+    for (k = groups * MQ_COLS_GROUP; k < n; ++k) { /* the last, partial group */
         const int32_t x0 = cols[position(0, k)], x1 = cols[position(1, k)];
         acc[0] += (uint32_t)(w0[k] * x0);
         acc[1] += (uint32_t)(w0[k] * x1);

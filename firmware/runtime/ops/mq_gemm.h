@@ -22,8 +22,18 @@
 #include <arm_acle.h>
 #endif
 
-/* Bytes of a column buffer for windows of k values. */
-#define MQ_COLS_BYTES(k) ((((uint32_t)(k) + 3u) / 4u) * 16u)
+/* With Helium (MVE, Cortex-M55) a group holds eight k of each slot in order instead: slot 0's
+ * k = 8g..8g+7, then slot 1's (32 bytes a group), which VLDRH reads as one vector each. */
+#if defined(__ARM_FEATURE_MVE) && (__ARM_FEATURE_MVE & 1)
+#define MQ_GEMM_MVE 1
+#define MQ_COLS_GROUP 8u
+#else
+#define MQ_COLS_GROUP 4u
+#endif
+
+/* Bytes of a column buffer for windows of k values: the same on every core (groups of eight, the
+ * larger), so that the arena the host plans for a board holds on its core. */
+#define MQ_COLS_BYTES(k) ((((uint32_t)(k) + 7u) / 8u) * 32u)
 
 /* Writes n values of src, sign-extended, at positions k.. of `slot`. */
 void mq_cols_put(int16_t *cols, uint32_t slot, uint32_t k, const int8_t *src, uint32_t n);
