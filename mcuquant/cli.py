@@ -308,7 +308,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "C array) in --out, run `pio run`, check flash and RAM use against the board's limits (a model\n"
                     "that does not fit fails with the required and available bytes) and, for a physical board,\n"
                     "upload it (`pio run -t upload`; the port is found by the board's USB VID:PID or given\n"
-                    "with --port). For an emulated board the result is the ELF that QEMU runs.",
+                    "with --port, after the build: an unplugged board loses no build, and running the command\n"
+                    "again once it is plugged in only uploads). For an emulated board the result is the ELF that\n"
+                    "QEMU runs.",
         epilog="examples:\n"
                "  mcuquant build --board qemu-nano33 --model mcuquant-out/compare/ptq.tflite\n"
                "  mcuquant build --board nano33 --model ptq.tflite --port /dev/ttyACM0\n"

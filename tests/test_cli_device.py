@@ -94,6 +94,18 @@ def test_physical_build_without_registry_is_one_line(capsys, kws_file, monkeypat
     assert_one_error_line(err, "cannot build for nano33", "--board qemu-nano33")
 
 
+def test_build_compiles_before_it_looks_for_the_port(capsys, kws_file, monkeypatch):
+    """`build` with an upload builds first: with no board plugged in and no way to build, the build's
+    problem is what it reports, not the missing port (the port is looked for only to upload)."""
+    monkeypatch.setattr(pio, "registry_reachable", lambda timeout=3.0: False)
+    monkeypatch.setattr(pio, "platform_installed", lambda name: False)
+    monkeypatch.setattr(list_ports, "comports", lambda *a, **k: [])
+    rc, _, err = run(["build", "--board", "nano33", "--model", str(kws_file), "--quiet"], capsys)
+    assert rc == 2
+    assert_one_error_line(err, "cannot build for nano33", "registry")
+    assert "serial port" not in err
+
+
 @pytest.mark.parametrize("argv, fragments", [
     (["validate", "--board", "qemu-nano33", "--model", "KWS", "--fail-under", "5%"],
      ["--fail-under needs labels", "--data"]),

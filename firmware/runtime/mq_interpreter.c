@@ -237,7 +237,7 @@ mq_status mq_init_ex(mq_interpreter *it, const uint8_t *model, size_t model_len,
             const int32_t k = op->kernel->in_place(&op->ctx);
             if (k >= 0 && (uint32_t)k < op->ctx.ninputs && op->ctx.inputs[k] != NULL && op->ctx.noutputs > 0)
                 op->ctx.in_place = mq_plan_share(it, &plan, i, (uint32_t)(op->ctx.inputs[k] - it->tensors),
-                                                        (uint32_t)(op->ctx.outputs[0] - it->tensors));
+                                                 (uint32_t)(op->ctx.outputs[0] - it->tensors));
         }
         if (s == MQ_OK && op->kernel->scratch != NULL) s = op->kernel->scratch(&op->ctx, &scratch);
         if (s == MQ_OK && scratch > m.scratch_limit) s = MQ_ERR_LIMIT;

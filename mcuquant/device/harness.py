@@ -90,8 +90,9 @@ def build(board: Board | str, model: str | Path, out_dir: str | Path | None = No
     """`mcuquant build`: the firmware for the .tflite file ``model`` in ``out_dir`` (default
     mcuquant-out/build/BOARD), flashed to a physical board unless ``upload`` is False.
 
-    Returns (BuildResult, the port flashed or None). The port is found before building, so an
-    unplugged board fails before a minute of compiling.
+    Returns (BuildResult, the port flashed or None). The firmware is built first and the port looked
+    for only to upload it: an unplugged board loses no build (the error names the firmware built and
+    how to flash it once the board is there; PlatformIO then recompiles nothing).
     """
     from mcuquant.boards import get_board
     from mcuquant.errors import ModelError
@@ -106,11 +107,28 @@ def build(board: Board | str, model: str | Path, out_dir: str | Path | None = No
     if board.emulated and port:
         raise ConfigError(f"{board.name} is emulated: it runs in QEMU and has no serial port (drop --port)")
     upload = upload and not board.emulated
-    port = find_port(board, port) if upload else None
     out = Path(out_dir) if out_dir else Path("mcuquant-out/build") / board.name
-    result = build_firmware(board, tflite, out, model_name=path.name, backend=backend, upload=upload, port=port,
-                            progress=progress)
+    result = build_firmware(board, tflite, out, model_name=path.name, backend=backend, progress=progress)
+    if not upload:
+        return result, None
+    try:
+        port = find_port(board, port)
+    except TransportError as exc:
+        raise TransportError(f"{exc}\nThe firmware is built ({result.elf}, flash {result.flash_used:,} and RAM "
+                             f"{result.ram_used:,} bytes); plug the board in and run the same command again to "
+                             "flash it (nothing recompiles), or build without uploading: --no-upload") from exc
+    upload_firmware(result.project, port, progress=progress)
     return result, port
+
+
+def upload_firmware(project, port: str, *, progress: bool = True):
+    """Flash the already built ``project`` to the board on ``port`` (PlatformIO's upload target: the
+    build is up to date, so nothing recompiles) and wait for its USB port to come back."""
+    from mcuquant.build.pio import build_project
+
+    result = build_project(project, progress=progress, targets=("upload",), upload_port=port)
+    _wait_for_port(port)
+    return result
 
 
 def _wait_for_port(port: str, timeout: float = PORT_RETURN_S) -> None:
