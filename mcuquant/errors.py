@@ -31,3 +31,16 @@ class TransportError(McuquantError):
 
 class DeviceMismatchError(McuquantError):
     """The board runs something other than what is being evaluated (e.g. a different model hash)."""
+
+
+class BuildError(McuquantError):
+    """The firmware could not be built."""
+
+
+class FirmwareTooLargeError(BuildError):
+    """The firmware does not fit the board: ``region`` ("flash" or "RAM") needs ``required`` bytes
+    and the board has ``available``."""
+
+    def __init__(self, message: str, region: str, required: int, available: int):
+        super().__init__(message)
+        self.region, self.required, self.available = region, required, available

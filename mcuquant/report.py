@@ -144,13 +144,22 @@ def print_report(report: dict, console: Console | None = None) -> None:
             console.print(line, markup=False, highlight=False)
 
 
+def _reserved(result) -> str:
+    """What the linker script reserves besides the firmware's own RAM (read from the image's sections)."""
+    parts = [f"stack {result.stack_bytes:,}"] if result.stack_bytes else []
+    if result.heap_bytes:
+        parts.append(f"heap {result.heap_bytes:,}")
+    return f" + reserved: {', '.join(parts)} bytes" if parts else ""
+
+
 def build_lines(result, *, uploaded_to: str | None = None) -> list[str]:
     """What `mcuquant build` made: the project, flash and RAM against the board's limits, the arena."""
     project = result.project
     lines = [f"built {project.board.name} ({project.backend} backend) in {result.seconds:.1f} s: {project.directory}",
              f"  flash {result.flash_used:,} of {result.flash_limit:,} bytes "
              f"({100 * result.flash_used / result.flash_limit:.0f}%), RAM {result.ram_used:,} of "
-             f"{result.ram_limit:,} bytes ({100 * result.ram_used / result.ram_limit:.0f}%)"]
+             f"{result.ram_limit:,} bytes ({100 * result.ram_used / result.ram_limit:.0f}%) used by the firmware"
+             + _reserved(result)]
     if project.arena_bytes is not None:
         lines.append(f"  model {project.model_sha256[:12]}..., arena {project.arena_bytes:,} bytes (in the RAM above)")
     if project.board.emulated:

@@ -27,25 +27,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from mcuquant.build.image import image_sizes
 from mcuquant.build.project import Project
-from mcuquant.errors import McuquantError
+from mcuquant.errors import BuildError, FirmwareTooLargeError  # noqa: F401 (raised here, imported from here)
 
 #: Where PlatformIO fetches platforms and libraries from.
 PIO_REGISTRY_HOST = "api.registry.platformio.org"
 BUILD_TIMEOUT_S = 900
-
-
-class BuildError(McuquantError):
-    """The firmware could not be built."""
-
-
-class FirmwareTooLargeError(BuildError):
-    """The firmware does not fit the board: ``region`` ("flash" or "RAM") needs ``required`` bytes
-    and the board has ``available``."""
-
-    def __init__(self, message: str, region: str, required: int, available: int):
-        super().__init__(message)
-        self.region, self.required, self.available = region, required, available
 
 
 @dataclass(frozen=True)
@@ -58,9 +46,11 @@ class BuildResult:
     ram_limit: int
     log: Path
     seconds: float
+    heap_bytes: int = 0  # RAM the linker script reserves for a heap, apart from ram_used
+    stack_bytes: int = 0  # RAM it reserves for the stack, apart from ram_used
 
 
-_USAGE_RE = re.compile(r"^(RAM|Flash):\s+\[[= ]*\]\s+-?[\d.]+%\s+\(used (\d+) bytes from (\d+) bytes\)")
+_USAGE_RE = re.compile(r"^(RAM|Flash):\s+\[[= ]*\]\s+-?[\d.]+%\s+\(used (\d+) bytes from (\d+) bytes\)")  # shown while building
 _OVERFLOW_RE = re.compile(r"region [`'](\w+)' overflowed by (\d+) bytes")
 _PIO_TOO_BIG_RE = re.compile(r"The (program|data) size \((\d+) bytes\) is greater than maximum allowed \((\d+) bytes\)")
 _STEP_RE = re.compile(r"^(Compiling|Linking|Building|Checking size|Indexing|Archiving|Processing) ")
@@ -131,18 +121,19 @@ def build_project(project: Project, *, progress: bool = True, targets: tuple[str
         detail = "\n".join((problems or list(lines))[-15:])
         raise BuildError(f"`pio run` failed for {board.name} (exit {returncode}); full log: {log_path}\n{detail}")
 
-    usage = {m.group(1): (int(m.group(2)), int(m.group(3))) for m in map(_USAGE_RE.match, lines) if m}
-    if "Flash" not in usage:
-        raise BuildError(f"`pio run` for {board.name} printed no flash use; full log: {log_path}")
-    flash_used, _ = usage["Flash"]
-    ram_used, _ = usage.get("RAM", (0, board.ram_bytes))
-    for region, used, limit in (("flash", flash_used, board.flash_bytes), ("RAM", ram_used, board.ram_bytes)):
+    elf = project.elf
+    if not elf.is_file():
+        raise BuildError(f"`pio run` succeeded but {elf} is missing; full log: {log_path}")
+    # The figures come from the image's sections (mcuquant.build.image): PlatformIO's RAM line may
+    # count a heap that takes all remaining RAM. The stack must fit beside the firmware's data; a
+    # heap reservation is what is left over.
+    sizes = image_sizes(elf)
+    flash_used, ram_used = sizes.flash, sizes.ram
+    for region, used, limit in (("flash", flash_used, board.flash_bytes), ("RAM", ram_used + sizes.stack, board.ram_bytes)):
         if used > limit:
             raise _too_large(board.name, region, used, limit)
-    elf = project.elf
-    if board.emulated and not elf.is_file():
-        raise BuildError(f"`pio run` succeeded but {elf} is missing; full log: {log_path}")
-    return BuildResult(project, elf, flash_used, board.flash_bytes, ram_used, board.ram_bytes, log_path, seconds)
+    return BuildResult(project, elf, flash_used, board.flash_bytes, ram_used, board.ram_bytes, log_path, seconds,
+                       heap_bytes=sizes.heap, stack_bytes=sizes.stack)
 
 
 def _too_large(board: str, region: str, required: int, available: int) -> FirmwareTooLargeError:

@@ -339,6 +339,8 @@ def device_rung(variant: str, board: Board, run: Measurement, oracle: np.ndarray
         "flash_limit": board.flash_bytes,
         "ram_bytes": build.ram_used if build else None,
         "ram_limit": board.ram_bytes,
+        "stack_bytes": build.stack_bytes if build else None,  # reserved by the linker script, apart from ram_bytes
+        "heap_bytes": build.heap_bytes if build else None,
         "firmware_version": info.firmware_version,
         "model_sha256": info.model_sha256,
         "link": {"seconds": round(run.seconds, 2), "window": info.window, "resends": run.resends,
