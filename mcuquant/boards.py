@@ -98,6 +98,7 @@ class Board:
     flash_bytes: int  # limits enforced at link time (emulated) or by PlatformIO (physical)
     ram_bytes: int
     counter: str
+    cpu_clock_hz: int | None  # physical boards: the core clock, to turn DWT cycles into milliseconds
     default_backend: str
     hal: str  # firmware/hal/<hal>/
     platformio: PlatformIOEnv
@@ -241,11 +242,14 @@ def load_board(path: str | Path) -> Board:
                 raise ConfigError(f"{top.where(key)} must be {want!r} for an emulated board, not {fields[key]!r}")
         top.forbid(("emulated_equivalent",), "an emulated board is its own emulation")
         fields["emulated_equivalent"] = None
+        top.forbid(("cpu_clock_hz",), "QEMU counts instructions, not cycles at a clock")
+        fields["cpu_clock_hz"] = None
     else:
         if fields["counter"] == "qemu-icount" or fields["hal"] == "mps2":
             raise ConfigError(f"{top.where('counter' if fields['counter'] == 'qemu-icount' else 'hal')} "
                               "describes an emulator, but kind is \"physical\"")
         fields["emulated_equivalent"] = top.get("emulated_equivalent", _text)
+        fields["cpu_clock_hz"] = top.get("cpu_clock_hz", _count)
 
     pio = _Section(path, top.get("platformio", _table), "platformio.")
     if emulated:

@@ -77,6 +77,11 @@ def _bytes(used: int | None, limit: int | None) -> str:
     return f"{used:,} ({100 * used / limit:.0f}%)" if limit else f"{used:,}"
 
 
+def _ms(ms: float | None) -> str:
+    """A physical board's latency in milliseconds beside its count."""
+    return "" if ms is None else f" ({ms:,.1f} ms)" if ms >= 10 else f" ({ms:.3g} ms)"
+
+
 def device_table(report: dict) -> Table:
     """One row per `*/device` rung: agreement with the oracle, latency, memory."""
     rungs = [r for r in report["rungs"] if r["id"].endswith("/device")]
@@ -91,8 +96,8 @@ def device_table(report: dict) -> Table:
         table.add_row(r["id"],
                       f"{r['bit_exact']}/{r['n']} ({_pct(r['bit_exact_rate'])})", str(r["max_lsb_difference"]),
                       "-" if r.get("class_flips") is None else str(r["class_flips"]),
-                      "-" if lat.get("median") is None else f"{lat['median']:,.0f}{unit}",
-                      "-" if lat.get("p95") is None else f"{lat['p95']:,}{unit}",
+                      "-" if lat.get("median") is None else f"{lat['median']:,.0f}{unit}" + _ms(lat.get("median_ms")),
+                      "-" if lat.get("p95") is None else f"{lat['p95']:,}{unit}" + _ms(lat.get("p95_ms")),
                       _count(r.get("arena_bytes")), _bytes(r.get("flash_bytes"), r.get("flash_limit")),
                       _bytes(r.get("ram_bytes"), r.get("ram_limit")))
     notes = sorted({r["latency"]["note"] for r in rungs})

@@ -108,6 +108,18 @@ def test_latency_is_median_and_nearest_rank_p95_with_its_unit():
     counts = np.arange(1, 101)
     assert harness.latency(counts, "cycles")["p95"] == 95  # a measured value, not an interpolation
     assert harness.latency(counts, "")["unit"] is None
+    assert "median_ms" not in lat  # QEMU's instructions take no time
+
+
+def test_latency_on_a_physical_board_is_in_cycles_and_milliseconds_at_its_clock():
+    nano = get_board("nano33")
+    assert nano.counter_unit == "cycles" and nano.cpu_clock_hz == 64_000_000
+    lat = harness.latency(np.array([640_000, 1_280_000, 960_000]), nano.counter_unit, nano.cpu_clock_hz)
+    assert lat["median"] == 960_000 and lat["median_ms"] == 15.0 and lat["p95_ms"] == 20.0
+    assert "64 MHz" in lat["note"]
+    pico = get_board("pico")  # micros(): milliseconds whatever the clock
+    assert harness.latency(np.array([2500]), pico.counter_unit, pico.cpu_clock_hz)["median_ms"] == 2.5
+    assert get_board("qemu-nano33").cpu_clock_hz is None
 
 
 def test_ladder_pairs_each_device_rung_with_its_oracle_and_keeps_rungs_on_disk(tmp_path):

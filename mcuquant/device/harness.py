@@ -287,12 +287,13 @@ def measure(link, xq: np.ndarray, *, label: str = "device", progress: bool = Tru
                        link.busy_frames, tuple(link.retry_log), len(xq) - len(todo))
 
 
-def latency(counts: np.ndarray, unit: str) -> dict:
-    """Median and p95 (nearest rank: a value that was measured) of the counter deltas."""
+def latency(counts: np.ndarray, unit: str, clock_hz: int | None = None) -> dict:
+    """Median and p95 (nearest rank: a value that was measured) of the counter deltas; on a physical
+    board also in milliseconds (cycles at ``clock_hz``, or microseconds)."""
     if not unit:
         return {"unit": None, "note": LATENCY_NOTES[""]}
     c = np.asarray(counts, dtype=np.int64)
-    return {
+    out = {
         "unit": unit,
         "median": float(np.median(c)),
         "p95": int(np.percentile(c, 95, method="inverted_cdf")),
@@ -301,6 +302,13 @@ def latency(counts: np.ndarray, unit: str) -> dict:
         "n": int(c.size),
         "note": LATENCY_NOTES.get(unit, f"{unit} per inference"),
     }
+    per_ms = {"cycles": clock_hz / 1000 if clock_hz else None, "microseconds": 1000}.get(unit)
+    if per_ms:
+        out["median_ms"] = out["median"] / per_ms
+        out["p95_ms"] = out["p95"] / per_ms
+        if unit == "cycles":
+            out["note"] += f", {clock_hz / 1e6:g} MHz core clock for the milliseconds"
+    return out
 
 
 def device_rung(variant: str, board: Board, run: Measurement, oracle: np.ndarray, *, classification: bool,
@@ -332,7 +340,7 @@ def device_rung(variant: str, board: Board, run: Measurement, oracle: np.ndarray
         "max_lsb_difference": agree["max_lsb_difference"],
         "class_flips": agree["class_flips"] if classification else None,
         "mismatches": [{k: v for k, v in m.items() if k != "first_divergence"} for m in agree["mismatches"]],
-        "latency": latency(run.counts, info.counter_unit),
+        "latency": latency(run.counts, info.counter_unit, board.cpu_clock_hz),
         "arena_bytes": info.arena_used,
         "arena_size": info.arena_size,
         "flash_bytes": build.flash_used if build else None,
