@@ -371,14 +371,39 @@ def _parse(data: bytes) -> tuple[ModelInfo | None, list[str], list[str]]:
     return info, structural, unsupported
 
 
-def _check_supported(info: ModelInfo, backend: str) -> list[str]:
-    """Ops, options and dtypes the backend cannot run, each naming operator index and op."""
+def _check_tflm_library(info: ModelInfo, tflm) -> list[str]:
+    """What the TFLM the tflm backend builds with (mcuquant.build.tflm_library) would refuse at start-up."""
+    if tflm.per_channel_fully_connected:
+        return []
+    problems = []
+    for op in info.operators:
+        if op.name != "FULLY_CONNECTED" or len(op.inputs) < 2 or op.inputs[1] < 0:
+            continue
+        weights = info.tensors[op.inputs[1]]
+        if len(weights.scales) > 1:
+            problems.append(
+                f"operator {op.index} (FULLY_CONNECTED): its weights are quantized per channel ({len(weights.scales)} "
+                f"scales), and {tflm.describe()} runs dense layers with per-tensor weights only (the board would "
+                "refuse the model at start-up); convert it with dense layers per tensor (`mcuquant validate` does so "
+                "for the tflm backend from a .keras model; TF's converter: "
+                "converter._experimental_disable_per_channel_quantization_for_dense_layers = True), or build with "
+                "--backend builtin")
+    return problems
+
+
+def _check_supported(info: ModelInfo, backend: str, tflm=None) -> list[str]:
+    """Ops, options and dtypes the backend cannot run, each naming operator index and op; for the tflm
+    backend also what its TFLM (``tflm``, default mcuquant.build.tflm_library.tflm_library()) would refuse."""
+    problems = []
+    if backend == "tflm":
+        from mcuquant.build.tflm_library import tflm_library
+
+        problems = _check_tflm_library(info, tflm or tflm_library())
     supported = SUPPORTED_OPS[backend]
     # An int16x8 model takes and gives int16 (an int8 LSTM's int16 cell state is not one).
     if backend == "builtin" and any(info.tensors[t].dtype == "INT16" for t in info.inputs + info.outputs):
         return ["it has 16-bit activations (int16x8 quantization), and the builtin runtime runs int8 models: use "
                 "--backend tflm, or give the int8 model (ptq.tflite)"]
-    problems = []
     for op in info.operators:
         where = f"operator {op.index} ({op.name})"
         if op.name not in supported:
@@ -411,7 +436,7 @@ def _check_supported(info: ModelInfo, backend: str) -> list[str]:
     return problems
 
 
-def check_model(tflite: bytes, backend: str = "builtin") -> list[str]:
+def check_model(tflite: bytes, backend: str = "builtin", tflm=None) -> list[str]:
     """Every problem that keeps ``backend`` from running this model; empty when it can.
 
     Raises ModelError when the bytes are not a parseable TFLite flatbuffer, ConfigError for an
@@ -422,10 +447,10 @@ def check_model(tflite: bytes, backend: str = "builtin") -> list[str]:
     info, structural, unsupported = parse_model(tflite)
     if info is None:
         return structural + unsupported
-    return structural + unsupported + _check_supported(info, backend)
+    return structural + unsupported + _check_supported(info, backend, tflm)
 
 
-def _load_checked(tflite: bytes, backend: str, name: str = "model") -> ModelInfo:
+def _load_checked(tflite: bytes, backend: str, name: str = "model", tflm=None) -> ModelInfo:
     if backend not in SUPPORTED_OPS:
         raise ConfigError(f"unknown backend {backend!r}; choose one of {sorted(SUPPORTED_OPS)}")
     info, structural, unsupported = parse_model(tflite)
@@ -433,7 +458,7 @@ def _load_checked(tflite: bytes, backend: str, name: str = "model") -> ModelInfo
         raise ModelError("invalid model:\n  " + "\n  ".join(structural + unsupported))
     if info is None:  # cannot happen without a structural problem; kept as a guard
         raise ModelError("invalid model: nothing could be parsed")
-    unsupported = unsupported + _check_supported(info, backend)
+    unsupported = unsupported + _check_supported(info, backend, tflm)
     if unsupported:
         raise UnsupportedOpError(unsupported_message(unsupported, backend, name))
     return info
@@ -666,17 +691,18 @@ def _builtin_sizes(data: bytes, core: str) -> tuple[int, int, bytes]:
 
 
 def export_model(tflite: bytes, out_dir, *, name: str | None = None, backend: str = "builtin",
-                 core: str = "cortex-m4") -> ExportResult:
+                 core: str = "cortex-m4", tflm=None) -> ExportResult:
     """Check ``tflite`` for ``backend`` and write model_data.c, model_data.h and model_config.h.
 
     ``name`` (a model or file name, e.g. ``"kws_ref_model.tflite"``) gives the C identifier of the
     array; default ``"model"``. Nothing is written when the check fails. For the builtin backend
     the arena size is exact for ``core`` and the runtime's code size is reported (this needs the
     host gcc and arm-none-eabi-gcc: ``make setup``); for tflm it is TFLM's need measured on the host
-    plus a margin (tflm_arena).
+    plus a margin (tflm_arena), and the model is checked against ``tflm``, the TFLM it will be built
+    with (mcuquant.build.tflm_library; default: MCUQUANT_TFLM_DIR's or the pinned one).
     """
     data = bytes(tflite)
-    info = _load_checked(data, backend, name or "model")
+    info = _load_checked(data, backend, name or "model", tflm)
     ident = c_identifier(name or "model")
     tflm, prepared = None, None
     if backend == "builtin":

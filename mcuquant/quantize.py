@@ -57,9 +57,11 @@ def representative_samples(x_train: np.ndarray, n: int, seed: int) -> np.ndarray
     return x_train[np.sort(idx)].astype(np.float32)
 
 
-def _convert(model, representative: np.ndarray | None, *, int16x8: bool = False, per_channel: bool = True) -> bytes:
+def _convert(model, representative: np.ndarray | None, *, int16x8: bool = False, per_channel: bool = True,
+             dense_per_channel: bool = True) -> bytes:
     with tflite_converter(model) as converter:
-        return _quantized(converter, representative, int16x8=int16x8, per_channel=per_channel)
+        return _quantized(converter, representative, int16x8=int16x8, per_channel=per_channel,
+                          dense_per_channel=dense_per_channel)
 
 
 @contextmanager
@@ -104,7 +106,8 @@ def _has_loop(model, spec) -> bool:
     return bool(ops & {"While", "StatelessWhile"})
 
 
-def _quantized(converter, representative: np.ndarray | None, *, int16x8: bool, per_channel: bool) -> bytes:
+def _quantized(converter, representative: np.ndarray | None, *, int16x8: bool, per_channel: bool,
+               dense_per_channel: bool = True) -> bytes:
     tf = tensorflow()
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if int16x8:
@@ -115,6 +118,8 @@ def _quantized(converter, representative: np.ndarray | None, *, int16x8: bool, p
         converter.inference_input_type = converter.inference_output_type = tf.int8
     if not per_channel:
         converter._experimental_disable_per_channel = True  # no public switch exists
+    elif not dense_per_channel:  # convolutions per channel, FULLY_CONNECTED per tensor (TFLM before 2024-09)
+        converter._experimental_disable_per_channel_quantization_for_dense_layers = True
     if representative is not None:
         def samples():
             for x in representative:
@@ -129,10 +134,14 @@ def _quantized(converter, representative: np.ndarray | None, *, int16x8: bool, p
         raise ModelError(f"TFLite conversion failed: {exc}") from exc
 
 
-def convert_ptq(float_model, representative: np.ndarray, *, per_channel: bool = True) -> Conversion:
-    """Post-training full-integer quantization, calibrated on `representative`."""
-    return Conversion("ptq", _convert(float_model, representative, per_channel=per_channel),
-                      {"representative_samples": len(representative)})
+def convert_ptq(float_model, representative: np.ndarray, *, per_channel: bool = True,
+                dense_per_channel: bool = True) -> Conversion:
+    """Post-training full-integer quantization, calibrated on `representative`; ``dense_per_channel=False``
+    keeps FULLY_CONNECTED weights per tensor (for a TFLM without per-channel dense layers)."""
+    return Conversion("ptq", _convert(float_model, representative, per_channel=per_channel,
+                                      dense_per_channel=dense_per_channel),
+                      {"representative_samples": len(representative),
+                       **({} if dense_per_channel else {"dense_layers": "per tensor"})})
 
 
 def convert_ptq16x8(float_model, representative: np.ndarray) -> Conversion:

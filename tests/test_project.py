@@ -18,7 +18,8 @@ import pytest
 from mcuquant.boards import get_board, list_boards
 from mcuquant.build import pio
 from mcuquant.build.pio import BuildError, build_project
-from mcuquant.build.project import MANIFEST, TFLM_ARDUINO_LIBRARY, TFLM_MARKER, firmware_root, generate_project
+from mcuquant.build.project import MANIFEST, firmware_root, generate_project
+from mcuquant.build.tflm_library import ARDUINO_LIBRARY_URL, MARKER as TFLM_MARKER, PINNED
 from mcuquant.errors import ConfigError
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
@@ -54,7 +55,9 @@ def test_physical_board_project_snapshot(board, kws, tmp_path):
     _check_snapshot(f"project_{board}/files.txt", "\n".join(project.files) + "\n")
     b = get_board(board)
     assert f"platform = {b.platformio.platform}\nboard = {b.platformio.board}\nframework = arduino\n" in ini
-    assert TFLM_ARDUINO_LIBRARY in ini and project.backend == "tflm"
+    # TFLM pinned to a commit, its unused BLE/IMU dependencies kept out of the build.
+    assert f"lib_deps =\n    {PINNED.source}\n" in ini and "#" in PINNED.source and project.backend == "tflm"
+    assert "lib_ignore =\n    ArduinoBLE\n    Arduino_LSM9DS1\n    Arduino_SpiNINA\n" in ini
     # Every file the project lists exists, and the firmware copies are byte-identical.
     fw = firmware_root()
     for rel in project.files:
@@ -117,7 +120,7 @@ def test_tflm_dir_replaces_the_git_url(kws, tmp_path, monkeypatch):
     monkeypatch.setenv("MCUQUANT_TFLM_DIR", str(lib))
     project = generate_project("nano33", tmp_path / "p", tflite=kws)
     ini = (project.directory / "platformio.ini").read_text()
-    assert f"lib_deps =\n    symlink://{lib.resolve().as_posix()}\n" in ini and TFLM_ARDUINO_LIBRARY not in ini
+    assert f"lib_deps =\n    symlink://{lib.resolve().as_posix()}\n" in ini and ARDUINO_LIBRARY_URL not in ini
 
 
 def test_physical_build_without_registry_fails_in_one_line(kws, tmp_path, monkeypatch):
@@ -184,3 +187,61 @@ def test_unsupported_model_leaves_the_previous_project_alone(kws, tmp_path):
     with pytest.raises(ModelError):
         generate_project("qemu-m7", out, tflite=b"not a model at all")
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == before
+
+
+def test_tflm_compatibility_is_decided_on_the_host_at_build_time(trained_digits_cnn, digits_cnn, tmp_path, capsys):
+    """The digits CNN as mcuquant converts it by default has per-channel dense weights; the pinned TFLM has
+    per-tensor FULLY_CONNECTED only. `build --backend tflm` refuses it before writing anything, naming the
+    fix; converted with dense layers per tensor (what `validate` does for this backend) it is accepted."""
+    from mcuquant.cli import main
+    from mcuquant.errors import UnsupportedOpError
+    from mcuquant.export import check_model
+    from mcuquant.graph import Graph
+    from mcuquant.quantize import convert_ptq
+
+    assert not PINNED.per_channel_fully_connected  # the facts this test checks against
+    model, _, representative = trained_digits_cnn
+    default = digits_cnn.read_bytes()
+    graph = Graph.from_tflite(default)
+    assert any(op.name == "FULLY_CONNECTED" and graph.tensors[op.inputs[1]].per_channel for op in graph.operators)
+    with pytest.raises(UnsupportedOpError) as refused:
+        generate_project("nano33", tmp_path / "refused", tflite=default, backend="tflm")
+    message = str(refused.value)
+    assert "FULLY_CONNECTED" in message and "per channel" in message and "2.4.0-ALPHA" in message
+    assert "dense layers per tensor" in message and "--backend builtin" in message
+    assert not (tmp_path / "refused").exists()  # refused before the folder is touched
+    # The CLI says it in one line, exit 2.
+    assert main(["build", "--board", "nano33", "--backend", "tflm", "--model", str(digits_cnn), "--no-upload",
+                 "--out", str(tmp_path / "cli"), "--quiet"]) == 2
+    assert "per channel" in capsys.readouterr().err
+    # Dense layers per tensor, convolutions still per channel: the pinned TFLM runs it.
+    fitted = convert_ptq(model, representative, dense_per_channel=False).tflite
+    g = Graph.from_tflite(fitted)
+    fcs = [op for op in g.operators if op.name == "FULLY_CONNECTED"]
+    assert fcs and not any(g.tensors[op.inputs[1]].per_channel for op in fcs)
+    assert any(g.tensors[op.inputs[1]].per_channel for op in g.operators if op.name == "CONV_2D")
+    assert check_model(fitted, "tflm", PINNED) == [] and check_model(default, "tflm", PINNED) != []
+    project = generate_project("nano33", tmp_path / "fits", tflite=fitted, backend="tflm")
+    assert PINNED.source in (project.directory / "platformio.ini").read_text()
+    assert check_model(default, "builtin") == []  # the builtin runtime runs per-channel dense layers
+
+
+def test_a_local_tflm_tree_is_inspected_for_what_it_runs(tmp_path):
+    from mcuquant.build.tflm_library import library_in, tflm_library
+
+    lib = tmp_path / "tflm"
+    (lib / TFLM_MARKER).parent.mkdir(parents=True)
+    (lib / TFLM_MARKER).write_text("")
+    (lib / "library.properties").write_text("name=Arduino_TensorFlowLite\nversion=9.1.0\n")
+    kernels = lib / "src/tensorflow/lite/micro/kernels"
+    kernels.mkdir()
+    (kernels / "fully_connected_common.cpp").write_text("TfLiteStatus CalculateOpDataFullyConnected() {}\n")
+    old = library_in(lib)
+    assert (old.version, old.per_channel_fully_connected, old.source) == ("9.1.0", False, str(lib))
+    # TFLM since 47b5450 (2024-09-27) decides per tensor or per channel in its preparation.
+    (kernels / "fully_connected_common.cpp").unlink()
+    (kernels / "fully_connected_common.cc").write_text("  data->is_per_channel = is_per_channel;\n")
+    assert library_in(lib).per_channel_fully_connected
+    assert tflm_library(lib) == library_in(lib) and tflm_library() == PINNED
+    with pytest.raises(ConfigError, match="not a TensorFlow Lite Micro Arduino library folder"):
+        library_in(tmp_path)

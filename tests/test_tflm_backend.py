@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mcuquant.build.project import TFLM_MARKER, firmware_root, generate_project
+from mcuquant.build.project import firmware_root, generate_project
+from mcuquant.build.tflm_library import MARKER as TFLM_MARKER
 from mcuquant.errors import ConfigError
 from mcuquant.export import SUPPORTED_OPS, TFLM_ARENA_MARGIN_BYTES, export_model, parse_model, tflm_arena
 

@@ -10,7 +10,8 @@ include/mq_board.h, and platformio.ini names the environment:
   symlink://...``, offline) plus a linker script generated from the board profile whose FLASH
   and RAM regions have the board's sizes, so a firmware that would not fit fails to link;
 * physical boards: PlatformIO's official platform with the Arduino framework; the ``tflm``
-  backend comes from the TFLM Arduino library's git URL (``lib_deps``), or from a local
+  backend comes from the TFLM Arduino library's git URL pinned to a commit (``lib_deps``,
+  mcuquant.build.tflm_library), or from a local
   library folder given as ``tflm_dir`` / ``$MCUQUANT_TFLM_DIR``.
 
 The ``tflm`` backend on an emulated board needs such a local library folder: the dev-platform
@@ -42,6 +43,7 @@ from pathlib import Path
 import jinja2
 
 from mcuquant import __version__
+from mcuquant.build import tflm_library
 from mcuquant.boards import Board, get_board
 from mcuquant.errors import ConfigError
 
@@ -62,10 +64,6 @@ BACKEND_SOURCES: dict[str, tuple[str, ...]] = {
     "builtin": ("runtime/**/*.c", "runtime/**/*.h"),
     "tflm": (),
 }
-#: The TensorFlow Lite Micro Arduino library (it left the Arduino Library Manager in 2022).
-TFLM_ARDUINO_LIBRARY = "https://github.com/tensorflow/tflite-micro-arduino-examples.git"
-#: A file every TFLM Arduino library folder has (relative to the folder).
-TFLM_MARKER = "src/tensorflow/lite/micro/micro_interpreter.h"
 #: Defines the tflm backend's builds get (the dev-platform adds them itself for emulated boards).
 TFLM_BUILD_FLAGS = ("-DTF_LITE_STATIC_MEMORY", "-DTF_LITE_STRIP_ERROR_STRINGS")
 #: Stack reserved at the bottom of RAM on emulated boards (counted against the RAM limit).
@@ -169,7 +167,7 @@ def generate_project(
         raise ConfigError(f"the tflm backend needs TensorFlow Lite Micro's sources, which no reachable registry "
                           f"has: set MCUQUANT_TFLM_DIR to a TFLM Arduino library folder, or build {board.name} "
                           "with the builtin backend")
-    tflm_path = _tflm_library(tflm_dir) if backend == "tflm" and app_dir is None and tflm_dir is not None else None
+    tflm_path = _tflm_folder(tflm_dir) if backend == "tflm" and app_dir is None and tflm_dir is not None else None
     if stack_bytes <= 0 or stack_bytes % 8:
         raise ConfigError(f"stack_bytes must be a positive multiple of 8, not {stack_bytes}")
     root = Path(firmware) if firmware else firmware_root()
@@ -183,7 +181,9 @@ def generate_project(
 
     with tempfile.TemporaryDirectory(prefix="mcuquant-export-") as tmp:
         # Export first: a model the backend cannot run fails before the folder is touched.
-        export = None if tflite is None else export_model(tflite, tmp, name=model_name, backend=backend)
+        # The tflm backend's model is checked against the TFLM it will be built with.
+        tflm = None if backend != "tflm" else tflm_library.library_in(tflm_path) if tflm_path else tflm_library.PINNED
+        export = None if tflite is None else export_model(tflite, tmp, name=model_name, backend=backend, tflm=tflm)
         _prepare(out)
         files = [_copy(f, out / "src" / "model" / f.name) for f in (export.files if export else ())]
     sha, arena = (export.sha256, export.arena_bytes) if export else (None, None)
@@ -202,6 +202,7 @@ def generate_project(
         "include_dirs": sorted({f.parent.relative_to(out).as_posix() for f in files if f.suffix == ".h"}),
         "build_flags": [*(TFLM_BUILD_FLAGS if context_backend == "tflm" and not board.emulated else ()), *build_flags],
         "lib_deps": _lib_deps(board, context_backend, tflm_path),
+        "lib_ignore": list(tflm_library.UNUSED_DEPENDENCIES) if context_backend == "tflm" and not board.emulated else [],
         "tflm_dir": tflm_path.as_posix() if tflm_path is not None and board.emulated else None,
     }
     if board.emulated:
@@ -256,14 +257,14 @@ def _render(template: str, dest: Path, context: dict) -> Path:
     return dest
 
 
-def _tflm_library(tflm_dir: str | Path) -> Path:
+def _tflm_folder(tflm_dir: str | Path) -> Path:
     """The TFLM Arduino library folder ``tflm_dir``, resolved, or a ConfigError saying what is wrong."""
     path = Path(tflm_dir).expanduser().resolve()
     if not path.is_dir():
         raise ConfigError(f"MCUQUANT_TFLM_DIR / tflm_dir {path} is not a folder")
-    if not (path / TFLM_MARKER).is_file():
+    if not (path / tflm_library.MARKER).is_file():
         raise ConfigError(f"MCUQUANT_TFLM_DIR / tflm_dir {path} is not a TensorFlow Lite Micro Arduino library "
-                          f"(no {TFLM_MARKER}); use a checkout of {TFLM_ARDUINO_LIBRARY}")
+                          f"(no {tflm_library.MARKER}); use a checkout of {tflm_library.ARDUINO_LIBRARY_URL}")
     return path
 
 
@@ -273,4 +274,4 @@ def _lib_deps(board: Board, backend: str | None, tflm_path: Path | None) -> list
         return []
     if tflm_path is not None:
         return [f"symlink://{tflm_path.as_posix()}"]
-    return [TFLM_ARDUINO_LIBRARY]
+    return [tflm_library.PINNED.source]

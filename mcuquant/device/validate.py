@@ -30,6 +30,7 @@ import numpy as np
 
 from mcuquant import __version__
 from mcuquant.boards import Board, get_board
+from mcuquant.build.tflm_library import tflm_library
 from mcuquant.config import DataConfig
 from mcuquant.device.journal import Journal
 from mcuquant.errors import ConfigError, ModelError
@@ -174,7 +175,12 @@ def _validate_model(board: Board, model: Path, *, data, data_options: DataConfig
         dataset = data_options.load(data)
         _check_gateable(dataset, require_labels, data)
     if keras:
-        tflite = _convert_keras(model, dataset, representative_samples, data_options.seed, per_channel)
+        # Converted to fit the backend's TFLM: dense layers per tensor where it has no per-channel kind.
+        dense_per_channel = per_channel and ((backend or board.default_backend) != "tflm" or
+                                             tflm_library().per_channel_fully_connected)
+        tflite = _convert_keras(model, dataset, representative_samples, data_options.seed, per_channel,
+                                dense_per_channel)
+        _check_runs(tflite, board, backend, model.name)
         variant = "ptq"
         (out / "ptq.tflite").write_bytes(tflite)
     oracle = Runner("tflm-host", tflite)
@@ -246,7 +252,8 @@ def _check_gateable(dataset, require_labels: bool, source: str) -> None:
                           "drop --fail-under (--min-bit-exact gates any task)")
 
 
-def _convert_keras(path: Path, dataset, n_representative: int, seed: int, per_channel: bool) -> bytes:
+def _convert_keras(path: Path, dataset, n_representative: int, seed: int, per_channel: bool,
+                   dense_per_channel: bool = True) -> bytes:
     from mcuquant.models import check_model_fits_data, load_user_model
     from mcuquant.quantize import convert_ptq, representative_samples
 
@@ -254,7 +261,7 @@ def _convert_keras(path: Path, dataset, n_representative: int, seed: int, per_ch
     dataset = dataset.for_model_input(tuple(keras_model.input_shape[1:]))
     check_model_fits_data(keras_model, dataset)
     representative = representative_samples(dataset.x_train, n_representative, seed)
-    return convert_ptq(keras_model, representative, per_channel=per_channel).tflite
+    return convert_ptq(keras_model, representative, per_channel=per_channel, dense_per_channel=dense_per_channel).tflite
 
 
 def _predictions(runner, raw: np.ndarray, task, x, y_shape: tuple[int, ...] | None) -> np.ndarray:
