@@ -63,6 +63,12 @@ class PlatformIOEnv:
     board: str | None  # PlatformIO board id (physical boards)
     framework: str | None
     upload_protocol: str | None
+    platform_version: str | None = None  # physical boards: the platform release pinned (platformio.ini: NAME@VERSION)
+
+    @property
+    def platform_spec(self) -> str:
+        """What platformio.ini's `platform =` says: the name, pinned to its version when there is one."""
+        return f"{self.platform}@{self.platform_version}" if self.platform_version else self.platform
 
 
 @dataclass(frozen=True)
@@ -174,6 +180,12 @@ def _one_of(choices: tuple[str, ...]) -> Callable[[str, Any], str]:
     return check
 
 
+def _version(where: str, value: Any) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"\d+\.\d+\.\d+", value):
+        raise ConfigError(f"{where} must be an exact release such as \"10.11.0\" (a pin, not a range), not {value!r}")
+    return value
+
+
 def _flag(where: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise ConfigError(f"{where} must be true or false, not {value!r}")
@@ -259,7 +271,7 @@ def load_board(path: str | Path) -> Board:
     else:
         fields["platformio"] = PlatformIOEnv(
             pio.get("platform", _text), pio.get("board", _text), pio.get("framework", _one_of(("arduino",))),
-            pio.get("upload_protocol", _text),
+            pio.get("upload_protocol", _text), pio.get("platform_version", _version),
         )
     pio.finish()
 

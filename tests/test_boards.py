@@ -89,6 +89,11 @@ def _write(tmp_path: Path, source: str, edit) -> Path:
         ("nano33", lambda t: t.replace('counter = "dwt"', 'counter = "qemu-icount"'), r"key `counter` describes an emulator"),
         ("nano33", lambda t: t + '[qemu]\nmachine = "mps2-an386"\n', r"key `qemu` is not allowed"),
         ("nano33", lambda t: t.replace("[serial]", "[serial"), r"nano33.toml: not valid TOML"),
+        ("nano33", lambda t: t.replace('platform_version = "10.11.0"', 'platform_version = "~10.11.0"'),
+         r"key `platformio.platform_version` must be an exact release"),
+        ("nano33", lambda t: t.replace('platform_version = "10.11.0"', ""), r"key `platformio.platform_version` is missing"),
+        ("nano33", lambda t: t.replace("cpu_clock_hz = 64_000_000", ""), r"key `cpu_clock_hz` is missing"),
+        ("qemu-nano33", lambda t: 'cpu_clock_hz = 1\n' + t, r"key `cpu_clock_hz` is not allowed"),
     ],
 )
 def test_broken_profiles_name_file_and_key(tmp_path, source, edit, message):

@@ -54,7 +54,9 @@ def test_physical_board_project_snapshot(board, kws, tmp_path):
     _check_snapshot(f"project_{board}/mq_board.h", (project.directory / "include" / "mq_board.h").read_text())
     _check_snapshot(f"project_{board}/files.txt", "\n".join(project.files) + "\n")
     b = get_board(board)
-    assert f"platform = {b.platformio.platform}\nboard = {b.platformio.board}\nframework = arduino\n" in ini
+    # Every dependency pinned: the platform to a release (and TFLM to a commit, below).
+    assert b.platformio.platform_version and f"platform = {b.platformio.platform}@{b.platformio.platform_version}\n" \
+        f"board = {b.platformio.board}\nframework = arduino\n" in ini
     # TFLM pinned to a commit, its unused BLE/IMU dependencies kept out of the build.
     assert f"lib_deps =\n    {PINNED.source}\n" in ini and "#" in PINNED.source and project.backend == "tflm"
     assert "lib_ignore =\n    ArduinoBLE\n    Arduino_LSM9DS1\n    Arduino_SpiNINA\n" in ini
