@@ -121,7 +121,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     from mcuquant.report import build_lines
 
     result, port = build(_config_from_args(args).target.board, args.model, args.out, backend=args.backend,
-                         upload=not args.no_upload, port=args.port, progress=not args.quiet)
+                         upload=not args.no_upload, port=args.port, progress=not args.quiet,
+                         packages=args.packages)
     for line in build_lines(result, uploaded_to=port):
         print(line)
     board = result.project.board
@@ -324,6 +325,11 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--no-upload", action="store_true", help="physical boards: build only, do not flash")
     build.add_argument("--port", metavar="PORT",
                        help="physical boards: serial port to flash (default: found by USB id)")
+    build.add_argument("--packages", metavar="DIR",
+                       help="physical boards: take the PlatformIO platform, Arduino core, toolchain and libraries "
+                            "from this local folder instead of PlatformIO's registry (offline builds; layout: "
+                            "DIR/platforms/NAME, DIR/packages/NAME, DIR/libraries/REPO; default: "
+                            "$MCUQUANT_PIO_PACKAGES)")
     build.add_argument("--quiet", action="store_true", help="no progress output")
     _add_config_flags(build, keys=("target.",))
     build.set_defaults(func=cmd_build)

@@ -33,8 +33,10 @@ def kws(shared_models) -> bytes:
 
 @pytest.fixture(autouse=True)
 def _no_tflm_dir(monkeypatch):
-    """Projects here must not depend on the caller's MCUQUANT_TFLM_DIR (a test that wants one sets it)."""
+    """Projects here must not depend on the caller's MCUQUANT_TFLM_DIR or MCUQUANT_PIO_PACKAGES (a test
+    that wants one sets it)."""
     monkeypatch.delenv("MCUQUANT_TFLM_DIR", raising=False)
+    monkeypatch.delenv("MCUQUANT_PIO_PACKAGES", raising=False)
 
 
 def _check_snapshot(name: str, text: str) -> None:
@@ -247,3 +249,58 @@ def test_a_local_tflm_tree_is_inspected_for_what_it_runs(tmp_path):
     assert tflm_library(lib) == library_in(lib) and tflm_library() == PINNED
     with pytest.raises(ConfigError, match="not a TensorFlow Lite Micro Arduino library folder"):
         library_in(tmp_path)
+
+
+def _package_folder(root: Path, platform: str, version: str, packages: dict[str, bool]) -> Path:
+    """A package folder in the layout mcuquant.build.local_packages reads: ``packages`` maps the
+    platform's package names to whether the folder holds them."""
+    import json
+
+    (root / "platforms" / platform).mkdir(parents=True)
+    (root / "platforms" / platform / "platform.json").write_text(json.dumps(
+        {"name": platform, "version": version, "packages": {name: {"type": "framework"} for name in packages}}))
+    for name, held in packages.items():
+        if held:
+            (root / "packages" / name).mkdir(parents=True)
+            (root / "packages" / name / "package.json").write_text(json.dumps({"name": name, "version": "1.0.0"}))
+    (root / "packages" / "not-of-this-platform").mkdir(parents=True)
+    (root / "packages" / "not-of-this-platform" / "package.json").write_text("{}")
+    return root
+
+
+def test_a_local_package_folder_replaces_the_registry(kws, tmp_path, monkeypatch):
+    folder = _package_folder(tmp_path / "pkgs", "nordicnrf52", "10.11.0",
+                             {"framework-arduino-mbed": True, "toolchain-gccarmnoneeabi": True, "tool-openocd": False})
+    project = generate_project("nano33", tmp_path / "p", tflite=kws, backend="builtin", packages=folder)
+    ini = (project.directory / "platformio.ini").read_text()
+    root = folder.resolve().as_posix()
+    assert (f"platform = symlink://{root}/platforms/nordicnrf52\nplatform_packages =\n"
+            f"    framework-arduino-mbed @ symlink://{root}/packages/framework-arduino-mbed\n"
+            f"    toolchain-gccarmnoneeabi @ symlink://{root}/packages/toolchain-gccarmnoneeabi\nboard = nano33ble\n") in ini
+    assert "not-of-this-platform" not in ini and "tool-openocd" not in ini and "lib_deps" not in ini
+    assert project.packages == folder.resolve()
+    # The tflm backend takes the library from libraries/, named as its git repository, and inspects it.
+    with pytest.raises(ConfigError, match="libraries/tflite-micro-arduino-examples is missing"):
+        generate_project("nano33", tmp_path / "p", tflite=kws, backend="tflm", packages=folder)
+    lib = folder / "libraries" / "tflite-micro-arduino-examples"
+    (lib / TFLM_MARKER).parent.mkdir(parents=True)
+    (lib / TFLM_MARKER).write_text("")
+    monkeypatch.setenv("MCUQUANT_PIO_PACKAGES", str(folder))  # the variable does what the argument does
+    project = generate_project("nano33", tmp_path / "p", tflite=kws, backend="tflm")
+    ini = (project.directory / "platformio.ini").read_text()
+    assert f"lib_deps =\n    symlink://{lib.resolve().as_posix()}\n" in ini and ARDUINO_LIBRARY_URL not in ini
+    assert "lib_ignore =\n    ArduinoBLE\n" in ini
+    # Emulated boards build with mcuquant's own dev-platform whatever the variable says.
+    emulated = generate_project("qemu-nano33", tmp_path / "e", tflite=kws)
+    assert emulated.packages is None and root not in (emulated.directory / "platformio.ini").read_text()
+
+
+def test_a_local_package_folder_must_hold_the_pinned_platform(kws, tmp_path):
+    folder = _package_folder(tmp_path / "pkgs", "nordicnrf52", "10.10.0", {"framework-arduino-mbed": True})
+    with pytest.raises(ConfigError, match=r"nordicnrf52 10\.10\.0, but the board profile nano33 pins nordicnrf52 10\.11\.0"):
+        generate_project("nano33", tmp_path / "p", tflite=kws, backend="builtin", packages=folder)
+    with pytest.raises(ConfigError, match=r"no PlatformIO platform 'raspberrypi' for pico \(expected platforms/raspberrypi/"):
+        generate_project("pico", tmp_path / "p", tflite=kws, backend="builtin", packages=folder)
+    with pytest.raises(ConfigError, match="is not a folder"):
+        generate_project("nano33", tmp_path / "p", tflite=kws, backend="builtin", packages=tmp_path / "nowhere")
+    assert not (tmp_path / "p").exists()

@@ -98,7 +98,8 @@ def build_project(project: Project, *, progress: bool = True, targets: tuple[str
     from mcuquant.build.pio_bootstrap import ensure_tool_scons
 
     board = project.board
-    if not board.emulated and not platform_installed(board.platformio.platform) and not registry_reachable():
+    if (not board.emulated and project.packages is None and not platform_installed(board.platformio.platform)
+            and not registry_reachable()):
         raise BuildError(
             f"cannot build for {board.name}: PlatformIO's registry ({PIO_REGISTRY_HOST}) is unreachable, so its "
             f"platform {board.platformio.platform!r} cannot be installed; build for the emulated equivalent "
@@ -116,6 +117,8 @@ def build_project(project: Project, *, progress: bool = True, targets: tuple[str
     seconds = time.monotonic() - start
 
     _raise_if_too_large(lines, board.name)
+    if returncode != 0 and project.packages is not None:
+        _raise_if_package_missing(lines, project.packages, log_path)
     if returncode != 0:
         problems = [line for line in lines if _PROBLEM_RE.search(line) and "warning:" not in line.lower()]
         detail = "\n".join((problems or list(lines))[-15:])
@@ -134,6 +137,18 @@ def build_project(project: Project, *, progress: bool = True, targets: tuple[str
             raise _too_large(board.name, region, used, limit)
     return BuildResult(project, elf, flash_used, board.flash_bytes, ram_used, board.ram_bytes, log_path, seconds,
                        heap_bytes=sizes.heap, stack_bytes=sizes.stack)
+
+
+_INSTALLING_RE = re.compile(r"(?:Tool Manager|Platform Manager|Library Manager): Installing (?:[\w.-]+/)?([\w.-]+)")
+
+
+def _raise_if_package_missing(lines: list[str], packages: Path, log_path: Path) -> None:
+    """With a local package folder, PlatformIO reaching for its registry means the folder lacks a package."""
+    wanted = [m.group(1) for line in lines if (m := _INSTALLING_RE.search(line))]
+    if wanted:
+        raise BuildError(f"PlatformIO tried to download {', '.join(dict.fromkeys(wanted))}, which the package folder "
+                         f"{packages} does not hold: add it under packages/ (a package) or libraries/ (a library) "
+                         f"and build again; full log: {log_path}")
 
 
 def _too_large(board: str, region: str, required: int, available: int) -> FirmwareTooLargeError:

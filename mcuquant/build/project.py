@@ -43,7 +43,7 @@ from pathlib import Path
 import jinja2
 
 from mcuquant import __version__
-from mcuquant.build import tflm_library
+from mcuquant.build import local_packages, tflm_library
 from mcuquant.boards import Board, get_board
 from mcuquant.errors import ConfigError
 
@@ -111,6 +111,7 @@ class Project:
     model_sha256: str | None
     arena_bytes: int | None  # the export's MCUQUANT_ARENA_BYTES (exact for builtin, measured + margin for tflm)
     files: tuple[str, ...]  # every generated file, relative to directory, sorted
+    packages: Path | None = None  # the local PlatformIO package folder it builds from (physical boards)
 
     @property
     def elf(self) -> Path:
@@ -147,6 +148,7 @@ def generate_project(
     tflm_dir: str | Path | None = None,
     stack_bytes: int = DEFAULT_STACK_BYTES,
     firmware: str | Path | None = None,
+    packages: str | Path | None = None,
 ) -> Project:
     """Write a PlatformIO project for ``board`` into ``out_dir`` and return what was generated.
 
@@ -154,7 +156,9 @@ def generate_project(
     defaults to the board's. ``app_dir``: a folder of C sources that replaces the firmware's
     app, protocol and backend (the HAL stays), for bring-up and tests. ``tflm_dir`` (default
     ``$MCUQUANT_TFLM_DIR``): a local TFLM Arduino library instead of the git URL.
-    ``firmware``: another firmware tree than the installed one (tests).
+    ``firmware``: another firmware tree than the installed one (tests). ``packages`` (default
+    ``$MCUQUANT_PIO_PACKAGES``): a folder of PlatformIO packages a physical board's project takes
+    its platform, framework, toolchain and libraries from (mcuquant.build.local_packages).
     """
     from mcuquant.export import export_model
 
@@ -167,6 +171,11 @@ def generate_project(
         raise ConfigError(f"the tflm backend needs TensorFlow Lite Micro's sources, which no reachable registry "
                           f"has: set MCUQUANT_TFLM_DIR to a TFLM Arduino library folder, or build {board.name} "
                           "with the builtin backend")
+    local = None
+    if not board.emulated and (folder := local_packages.packages_folder(packages)) is not None:
+        local = local_packages.local_packages(board, folder)
+        if backend == "tflm" and app_dir is None and tflm_dir is None:
+            tflm_dir = local.library(tflm_library.PINNED.source)
     tflm_path = _tflm_folder(tflm_dir) if backend == "tflm" and app_dir is None and tflm_dir is not None else None
     if stack_bytes <= 0 or stack_bytes % 8:
         raise ConfigError(f"stack_bytes must be a positive multiple of 8, not {stack_bytes}")
@@ -204,6 +213,8 @@ def generate_project(
         "lib_deps": _lib_deps(board, context_backend, tflm_path),
         "lib_ignore": list(tflm_library.UNUSED_DEPENDENCIES) if context_backend == "tflm" and not board.emulated else [],
         "tflm_dir": tflm_path.as_posix() if tflm_path is not None and board.emulated else None,
+        "local_platform": local.platform.as_posix() if local else None,
+        "platform_packages": list(local.platform_packages) if local else [],
     }
     if board.emulated:
         q = board.qemu
@@ -230,7 +241,8 @@ def generate_project(
         "files": {f: hashlib.sha256((out / f).read_bytes()).hexdigest() for f in rel_files},
     }  # fmt: skip
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-    return Project(board, out, board.name, context["backend"], sha, arena, rel_files)
+    return Project(board, out, board.name, context["backend"], sha, arena, rel_files,
+                   local.root if local else None)
 
 
 def _prepare(out: Path) -> None:

@@ -64,7 +64,7 @@ PORT_RETURN_S = 15.0
 
 def build_firmware(board: Board, tflite: bytes, project_dir: str | Path, *, model_name: str = "model",
                    backend: str | None = None, upload: bool = False, port: str | None = None,
-                   progress: bool = True):
+                   progress: bool = True, packages: str | Path | None = None):
     """Generate the PlatformIO project for ``board`` and ``tflite`` in ``project_dir``, build it
     and check flash and RAM against the board's limits; with ``upload`` (physical boards) flash
     it to ``port``. Returns the :class:`~mcuquant.build.pio.BuildResult`.
@@ -77,7 +77,8 @@ def build_firmware(board: Board, tflite: bytes, project_dir: str | Path, *, mode
 
     if upload and board.emulated:
         raise ConfigError(f"{board.name} is emulated: there is nothing to upload (its ELF runs in QEMU)")
-    project = generate_project(board, project_dir, tflite=tflite, model_name=model_name, backend=backend)
+    project = generate_project(board, project_dir, tflite=tflite, model_name=model_name, backend=backend,
+                               packages=packages)
     targets = ("upload",) if upload else ()
     result = build_project(project, progress=progress, targets=targets, upload_port=port if upload else None)
     if upload and port:
@@ -86,7 +87,7 @@ def build_firmware(board: Board, tflite: bytes, project_dir: str | Path, *, mode
 
 
 def build(board: Board | str, model: str | Path, out_dir: str | Path | None = None, *, backend: str | None = None,
-          upload: bool = True, port: str | None = None, progress: bool = True):
+          upload: bool = True, port: str | None = None, progress: bool = True, packages: str | Path | None = None):
     """`mcuquant build`: the firmware for the .tflite file ``model`` in ``out_dir`` (default
     mcuquant-out/build/BOARD), flashed to a physical board unless ``upload`` is False.
 
@@ -108,7 +109,8 @@ def build(board: Board | str, model: str | Path, out_dir: str | Path | None = No
         raise ConfigError(f"{board.name} is emulated: it runs in QEMU and has no serial port (drop --port)")
     upload = upload and not board.emulated
     out = Path(out_dir) if out_dir else Path("mcuquant-out/build") / board.name
-    result = build_firmware(board, tflite, out, model_name=path.name, backend=backend, progress=progress)
+    result = build_firmware(board, tflite, out, model_name=path.name, backend=backend, progress=progress,
+                            packages=packages)
     if not upload:
         return result, None
     try:
